@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file pgm.h
+ * @brief libpgm: embeddable x86 paging virtualization. Includes the whole API.
+ */
+#ifndef PGM_PGM_H
+#define PGM_PGM_H
+
+#include "common.h"
+#include "version.h"
+#include "types.h"
+#include "vm.h"
+#include "phys.h"
+#include "paging.h"
+#include "backend.h"
+#include "stats.h"
+
+#endif /* PGM_PGM_H */

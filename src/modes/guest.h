@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Guest-side mode templates: one instance of guest_tmpl.c per guest paging
+ * mode, each exporting a const `struct pgm_guest_ops`. The vCPU keeps a
+ * pointer to the ops of its current mode, chosen once per mode change, so the
+ * walk itself never tests the mode.
+ */
+#ifndef PGM_SRC_MODES_GUEST_H
+#define PGM_SRC_MODES_GUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pgm/types.h"
+
+struct pgm_vcpu;
+struct pgm_vm;
+
+/*
+ * Everything a walk depends on besides guest memory, precomputed from
+ * CR0/CR3/CR4/EFER, PKRU and the guest CPUID at every mode change or CR3
+ * load so the walk loop only masks and compares.
+ */
+struct pgm_walk_ctx {
+    /* Reserved-bit masks, [level][PS bit of the entry]. Level 0 unused. */
+    uint64_t rsvd[PGM_MAX_LEVELS + 1][2];
+    uint64_t root;          /* GPA of the top-level table (PAE: of the PDPT) */
+    uint64_t pdpte[4];      /* PAE: PDPTEs latched at the last CR3 load */
+    uint64_t xd_mask;       /* bit 63 when EFER.NXE, else 0 (then reserved) */
+    uint32_t pkru;
+    bool wp;                /* CR0.WP */
+    bool pse;               /* CR4.PSE (32-bit paging 4 MiB pages) */
+    bool smep, smap;        /* CR4.SMEP, CR4.SMAP */
+    bool pke;               /* CR4.PKE and IA-32e: protection keys apply */
+    bool report_fetch;      /* I/D in the error code: CR4.SMEP, or EFER.NXE with PAE */
+    uint8_t pse36_bits;     /* PDE bits 13.. giving PA 32.. for 4 MiB pages */
+};
+
+struct pgm_guest_ops {
+    enum pgm_guest_mode mode;
+    unsigned levels;        /* 0 without paging */
+    /* The walk; see pgm_walk() in paging.h. Returns 0, or -ELOOP. */
+    int (*walk)(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access,
+                struct pgm_walk *w);
+    /*
+     * Validate a CR3 value for this mode and compute the walk root into
+     * @ctx (PAE: latch the PDPTEs). Returns 0 or PGM_RC_INJECT_GP.
+     */
+    int (*load_cr3)(struct pgm_vm *vm, uint64_t cr3, bool pcide,
+                    struct pgm_walk_ctx *ctx);
+};
+
+#define PGM_DECL_GUEST_OPS(suffix) extern const struct pgm_guest_ops pgm_guest_ops_##suffix
+
+PGM_DECL_GUEST_OPS(real);
+PGM_DECL_GUEST_OPS(prot);
+PGM_DECL_GUEST_OPS(32bit);
+PGM_DECL_GUEST_OPS(pae);
+PGM_DECL_GUEST_OPS(amd64);
+PGM_DECL_GUEST_OPS(la57);
+
+/* The ops of @mode. */
+const struct pgm_guest_ops *pgm_guest_ops_for(enum pgm_guest_mode mode);
+
+#endif /* PGM_SRC_MODES_GUEST_H */

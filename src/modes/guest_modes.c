@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: MIT */
+/* Selection of the guest-mode instance for a mode. */
+#include "src/modes/guest.h"
+#include "src/modes/tmpl_ids.h"
+
+_Static_assert(PGM_MODE_REAL == PGM_GMODE_REAL && PGM_MODE_PROT == PGM_GMODE_PROT &&
+               PGM_MODE_32BIT == PGM_GMODE_32BIT && PGM_MODE_PAE == PGM_GMODE_PAE &&
+               PGM_MODE_AMD64 == PGM_GMODE_AMD64 && PGM_MODE_LA57 == PGM_GMODE_LA57,
+               "template mode numbers must match enum pgm_guest_mode");
+
+const struct pgm_guest_ops *
+pgm_guest_ops_for(enum pgm_guest_mode mode)
+{
+    static const struct pgm_guest_ops *const table[PGM_MODE_COUNT] = {
+        [PGM_MODE_REAL] = &pgm_guest_ops_real,   [PGM_MODE_PROT] = &pgm_guest_ops_prot,
+        [PGM_MODE_32BIT] = &pgm_guest_ops_32bit, [PGM_MODE_PAE] = &pgm_guest_ops_pae,
+        [PGM_MODE_AMD64] = &pgm_guest_ops_amd64, [PGM_MODE_LA57] = &pgm_guest_ops_la57,
+    };
+    return (unsigned)mode < PGM_MODE_COUNT ? table[mode] : table[PGM_MODE_REAL];
+}

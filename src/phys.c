@@ -1,0 +1,384 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Guest-physical memory: range registration and byte-granular access.
+ * See src/phys.h for the snapshot scheme that lets walkers read the map
+ * without a lock.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "src/alloc.h"
+#include "src/phys.h"
+#include "src/vm.h"
+
+_Alignas(4096) const uint8_t pgm_zero_page[4096];
+_Alignas(4096) const uint8_t pgm_ones_page[4096] = {
+    /* All-ones: what a PC bus returns for reads of nothing. Filled by the
+     * designated range initialiser below (GNU range designators are not C11,
+     * so the page is written out through a macro). */
+#define PGM_FF8   0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff
+#define PGM_FF64  PGM_FF8, PGM_FF8, PGM_FF8, PGM_FF8, PGM_FF8, PGM_FF8, PGM_FF8, PGM_FF8
+#define PGM_FF512 PGM_FF64, PGM_FF64, PGM_FF64, PGM_FF64, PGM_FF64, PGM_FF64, PGM_FF64, PGM_FF64
+    PGM_FF512, PGM_FF512, PGM_FF512, PGM_FF512, PGM_FF512, PGM_FF512, PGM_FF512, PGM_FF512,
+#undef PGM_FF512
+#undef PGM_FF64
+#undef PGM_FF8
+};
+
+static int
+retire(struct pgm_vm *vm, void *ptr)
+{
+    struct pgm_retired *r = pgm_alloc(&vm->alloc, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    r->ptr = ptr;
+    r->next = vm->phys.retired;
+    vm->phys.retired = r;
+    return 0;
+}
+
+int
+pgm_phys_init(struct pgm_vm *vm)
+{
+    vm->phys.map = pgm_zalloc(&vm->alloc, sizeof(struct pgm_phys_map));
+    return vm->phys.map ? 0 : -ENOMEM;
+}
+
+static void
+free_range(struct pgm_vm *vm, struct pgm_phys_range *r, int free_struct)
+{
+    if (r->pages) {
+        uint64_t n = r->size >> PGM_PAGE_SHIFT;
+        for (uint64_t i = 0; i < n; i++) {
+            if (r->pages[i].host) {
+                vm->be->free_page(vm->be_ctx, r->pages[i].hpa, r->pages[i].host);
+                r->pages[i].host = NULL;
+            }
+        }
+        pgm_free(&vm->alloc, r->pages);
+        r->pages = NULL;
+    }
+    if (free_struct)
+        pgm_free(&vm->alloc, r);
+}
+
+void
+pgm_phys_fini(struct pgm_vm *vm)
+{
+    struct pgm_phys_map *map = vm->phys.map;
+    if (map) {
+        for (uint32_t i = 0; i < map->count; i++)
+            free_range(vm, map->range[i], 1);
+        pgm_free(&vm->alloc, map);
+        vm->phys.map = NULL;
+    }
+    /* Retired ranges had their pages freed when removed; free the rest. */
+    struct pgm_retired *r = vm->phys.retired;
+    while (r) {
+        struct pgm_retired *next = r->next;
+        pgm_free(&vm->alloc, r->ptr);
+        pgm_free(&vm->alloc, r);
+        r = next;
+    }
+    vm->phys.retired = NULL;
+}
+
+static int
+check_span(const struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size)
+{
+    if (!size || (gpa & ~PGM_PAGE_MASK) || (size & ~PGM_PAGE_MASK))
+        return -EINVAL;
+    if (gpa + size < gpa)
+        return -EINVAL;
+    uint64_t limit = 1ull << vm->cfg.features.maxphyaddr;
+    if (gpa >= limit || size > limit - gpa)
+        return -EINVAL;
+    return 0;
+}
+
+/*
+ * Insert @r into a new snapshot. Called with the VM lock held. On success
+ * the old snapshot is retired. Fails with -EEXIST on overlap.
+ */
+static int
+publish_insert(struct pgm_vm *vm, struct pgm_phys_range *r)
+{
+    struct pgm_phys_map *old = vm->phys.map;
+    uint32_t pos = 0;
+    while (pos < old->count && old->range[pos]->start < r->start)
+        pos++;
+    if (pos > 0) {
+        const struct pgm_phys_range *prev = old->range[pos - 1];
+        if (prev->start + prev->size > r->start)
+            return -EEXIST;
+    }
+    if (pos < old->count && r->start + r->size > old->range[pos]->start)
+        return -EEXIST;
+
+    struct pgm_phys_map *map = pgm_alloc(&vm->alloc, sizeof(*map) +
+                                         (old->count + 1) * sizeof(map->range[0]));
+    if (!map)
+        return -ENOMEM;
+    if (retire(vm, old) < 0) {
+        pgm_free(&vm->alloc, map);
+        return -ENOMEM;
+    }
+    map->count = old->count + 1;
+    memcpy(map->range, old->range, pos * sizeof(map->range[0]));
+    map->range[pos] = r;
+    memcpy(map->range + pos + 1, old->range + pos, (old->count - pos) * sizeof(map->range[0]));
+    pgm_store_release(&vm->phys.map, map);
+    return 0;
+}
+
+static int
+add_range(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size, enum pgm_phys_kind kind,
+          const void *image, size_t image_size)
+{
+    if (!vm)
+        return -EINVAL;
+    int rc = check_span(vm, gpa, size);
+    if (rc < 0)
+        return rc;
+    if (kind == PGM_PHYS_ROM && ((image_size && !image) || image_size > size))
+        return -EINVAL;
+
+    struct pgm_phys_range *r = pgm_zalloc(&vm->alloc, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    r->start = gpa;
+    r->size = size;
+    r->kind = kind;
+    uint64_t npages = size >> PGM_PAGE_SHIFT;
+    if (kind != PGM_PHYS_MMIO) {
+        if (npages > SIZE_MAX / sizeof(struct pgm_page)) {
+            pgm_free(&vm->alloc, r);
+            return -ENOMEM;
+        }
+        r->pages = pgm_zalloc_array(&vm->alloc, (size_t)npages, sizeof(struct pgm_page));
+        if (!r->pages) {
+            pgm_free(&vm->alloc, r);
+            return -ENOMEM;
+        }
+    }
+    if (kind == PGM_PHYS_ROM) {
+        /* ROM is backed eagerly: its pages are what shadows will map. */
+        for (uint64_t i = 0; i < npages; i++) {
+            struct pgm_page *pg = &r->pages[i];
+            void *ptr;
+            if (vm->be->alloc_page(vm->be_ctx, &pg->hpa, &ptr) < 0) {
+                free_range(vm, r, 1);
+                return -ENOMEM;
+            }
+            pg->host = ptr;
+            uint64_t off = i << PGM_PAGE_SHIFT;
+            if (off < image_size) {
+                size_t n = image_size - off < PGM_PAGE_SIZE ? image_size - off : PGM_PAGE_SIZE;
+                memcpy(pg->host, (const uint8_t *)image + off, n);
+            }
+        }
+    }
+
+    pgm_vm_lock(vm);
+    rc = publish_insert(vm, r);
+    pgm_vm_unlock(vm);
+    if (rc < 0)
+        free_range(vm, r, 1);
+    return rc;
+}
+
+PGM_API int
+pgm_phys_add_ram(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size)
+{
+    return add_range(vm, gpa, size, PGM_PHYS_RAM, NULL, 0);
+}
+
+PGM_API int
+pgm_phys_add_rom(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size, const void *image,
+                 size_t image_size)
+{
+    return add_range(vm, gpa, size, PGM_PHYS_ROM, image, image_size);
+}
+
+PGM_API int
+pgm_phys_add_mmio(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size)
+{
+    return add_range(vm, gpa, size, PGM_PHYS_MMIO, NULL, 0);
+}
+
+PGM_API int
+pgm_phys_remove(struct pgm_vm *vm, pgm_gpa_t gpa)
+{
+    if (!vm)
+        return -EINVAL;
+    pgm_vm_lock(vm);
+    struct pgm_phys_map *old = vm->phys.map;
+    uint32_t pos = 0;
+    while (pos < old->count && old->range[pos]->start != gpa)
+        pos++;
+    if (pos == old->count) {
+        pgm_vm_unlock(vm);
+        return -ENOENT;
+    }
+    struct pgm_phys_map *map = pgm_alloc(&vm->alloc, sizeof(*map) +
+                                         (old->count - 1) * sizeof(map->range[0]));
+    struct pgm_retired *r1 = pgm_alloc(&vm->alloc, sizeof(*r1));
+    struct pgm_retired *r2 = pgm_alloc(&vm->alloc, sizeof(*r2));
+    if (!map || !r1 || !r2) {
+        pgm_free(&vm->alloc, map);
+        pgm_free(&vm->alloc, r1);
+        pgm_free(&vm->alloc, r2);
+        pgm_vm_unlock(vm);
+        return -ENOMEM;
+    }
+    struct pgm_phys_range *victim = old->range[pos];
+    map->count = old->count - 1;
+    memcpy(map->range, old->range, pos * sizeof(map->range[0]));
+    memcpy(map->range + pos, old->range + pos + 1,
+           (old->count - pos - 1) * sizeof(map->range[0]));
+    pgm_store_release(&vm->phys.map, map);
+
+    /* Old snapshot and the range object stay readable until VM destruction. */
+    r1->ptr = old;
+    r1->next = vm->phys.retired;
+    r2->ptr = victim;
+    r2->next = r1;
+    vm->phys.retired = r2;
+    if (victim->kind == PGM_PHYS_RAM && victim->pages) {
+        uint64_t n = victim->size >> PGM_PAGE_SHIFT;
+        for (uint64_t i = 0; i < n; i++)
+            if (victim->pages[i].host)
+                vm->phys.allocated_pages--;
+    }
+    free_range(vm, victim, 0);
+    pgm_vm_unlock(vm);
+    return 0;
+}
+
+int
+pgm_phys_page_materialize(struct pgm_vm *vm, struct pgm_page *pg)
+{
+    int rc = 0;
+    pgm_vm_lock(vm);
+    if (!pg->host) {
+        pgm_hpa_t hpa;
+        void *ptr;
+        rc = vm->be->alloc_page(vm->be_ctx, &hpa, &ptr);
+        if (rc == 0) {
+            pg->hpa = hpa;
+            pgm_store_release(&pg->host, (uint8_t *)ptr);
+            vm->phys.allocated_pages++;
+            vm->stats.ram_pages_allocated++;
+        } else {
+            rc = -ENOMEM;
+        }
+    }
+    pgm_vm_unlock(vm);
+    return rc;
+}
+
+PGM_API enum pgm_phys_kind
+pgm_phys_kind_at(struct pgm_vm *vm, pgm_gpa_t gpa)
+{
+    if (!vm)
+        return PGM_PHYS_UNASSIGNED;
+    const struct pgm_phys_range *r = pgm_phys_map_find(pgm_phys_snapshot(&vm->phys), gpa);
+    return r ? r->kind : PGM_PHYS_UNASSIGNED;
+}
+
+/*
+ * Walk [gpa, gpa+len) in chunks that stay within one page and one range,
+ * reading into or writing from @buf.
+ */
+static int
+phys_access(struct pgm_vm *vm, pgm_gpa_t gpa, uint8_t *rbuf, const uint8_t *wbuf, size_t len)
+{
+    if (!vm || (len && !rbuf && !wbuf))
+        return -EINVAL;
+    if (len && gpa + len - 1 < gpa)
+        return -EINVAL;
+    const struct pgm_phys_map *map = pgm_phys_snapshot(&vm->phys);
+    int rc = 0;
+    while (len) {
+        size_t in_page = PGM_PAGE_SIZE - (gpa & ~PGM_PAGE_MASK);
+        size_t n = len < in_page ? len : in_page;
+        struct pgm_phys_range *r = pgm_phys_map_find(map, gpa);
+        enum pgm_phys_kind kind = r ? r->kind : PGM_PHYS_UNASSIGNED;
+        size_t off = gpa & ~PGM_PAGE_MASK;
+
+        switch (kind) {
+        case PGM_PHYS_RAM:
+        case PGM_PHYS_ROM: {
+            struct pgm_page *pg = &r->pages[(gpa - r->start) >> PGM_PAGE_SHIFT];
+            uint8_t *host = pgm_load_acquire(&pg->host);
+            if (rbuf) {
+                memcpy(rbuf, host ? host + off : pgm_zero_page, n);
+            } else if (kind == PGM_PHYS_RAM) {
+                if (!host) {
+                    if (pgm_phys_page_materialize(vm, pg) < 0)
+                        return -ENOMEM;
+                    host = pg->host;
+                }
+                memcpy(host + off, wbuf, n);
+            }
+            /* ROM writes are dropped. */
+            break;
+        }
+        case PGM_PHYS_MMIO:
+            /* No handler registry yet: report it, read as all-ones. */
+            rc = -ENODEV;
+            if (rbuf)
+                memset(rbuf, 0xff, n);
+            break;
+        case PGM_PHYS_UNASSIGNED:
+            if (rbuf)
+                memset(rbuf, 0xff, n);
+            break;
+        }
+        if (rbuf)
+            rbuf += n;
+        else
+            wbuf += n;
+        gpa += n;
+        len -= n;
+    }
+    return rc;
+}
+
+PGM_API int
+pgm_phys_read(struct pgm_vm *vm, pgm_gpa_t gpa, void *buf, size_t len)
+{
+    if (len && !buf)
+        return -EINVAL;
+    return phys_access(vm, gpa, buf, NULL, len);
+}
+
+PGM_API int
+pgm_phys_write(struct pgm_vm *vm, pgm_gpa_t gpa, const void *buf, size_t len)
+{
+    if (len && !buf)
+        return -EINVAL;
+    return phys_access(vm, gpa, NULL, buf, len);
+}
+
+PGM_API void
+pgm_phys_info(struct pgm_vm *vm, struct pgm_phys_info *info)
+{
+    if (!vm || !info)
+        return;
+    memset(info, 0, sizeof(*info));
+    pgm_vm_lock(vm);
+    const struct pgm_phys_map *map = vm->phys.map;
+    info->ranges = map->count;
+    for (uint32_t i = 0; i < map->count; i++) {
+        uint64_t n = map->range[i]->size >> PGM_PAGE_SHIFT;
+        switch (map->range[i]->kind) {
+        case PGM_PHYS_RAM:  info->ram_pages += n; break;
+        case PGM_PHYS_ROM:  info->rom_pages += n; break;
+        case PGM_PHYS_MMIO: info->mmio_pages += n; break;
+        case PGM_PHYS_UNASSIGNED: break;
+        }
+    }
+    info->allocated_pages = vm->phys.allocated_pages;
+    pgm_vm_unlock(vm);
+}

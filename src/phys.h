@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Guest-physical memory map (internal).
+ *
+ * The map is an immutable, sorted snapshot of range pointers published with
+ * a release store. Readers (walkers on any vCPU thread) load the snapshot
+ * once per operation with an acquire load and never take the VM lock; writers
+ * (range add/remove) build a new snapshot under the VM lock and retire the old
+ * one and any removed range object to a list freed at VM destruction, so a
+ * reader still holding an old snapshot never touches freed descriptors. Host
+ * pages of a removed range are freed at once: the embedder must not remove a
+ * range while another thread accesses it (documented in phys.h).
+ *
+ * Each RAM or ROM page has a descriptor. A RAM page's `host` pointer is NULL
+ * until its first write ("zero" state); it is set once under the VM lock with
+ * a release store and never changes while the range exists.
+ */
+#ifndef PGM_SRC_PHYS_H
+#define PGM_SRC_PHYS_H
+
+#include <stdint.h>
+
+#include "pgm/phys.h"
+#include "src/atomics.h"
+
+/* One guest page. */
+struct pgm_page {
+    uint8_t *host;  /* host mapping; NULL while a RAM page is still all zeros */
+    pgm_hpa_t hpa;  /* host-physical address when host != NULL */
+};
+
+struct pgm_phys_range {
+    pgm_gpa_t start;
+    uint64_t size;            /* bytes, page multiple */
+    enum pgm_phys_kind kind;
+    struct pgm_page *pages;   /* size >> 12 descriptors; NULL for MMIO */
+};
+
+/* Immutable sorted snapshot of the ranges. */
+struct pgm_phys_map {
+    uint32_t count;
+    struct pgm_phys_range *range[];
+};
+
+/* Something to free at VM destruction. */
+struct pgm_retired {
+    struct pgm_retired *next;
+    void *ptr;
+};
+
+struct pgm_phys {
+    struct pgm_phys_map *map;       /* current snapshot, never NULL after init */
+    struct pgm_retired *retired;    /* old snapshots and removed ranges */
+    uint64_t allocated_pages;       /* under the VM lock */
+};
+
+/* 4 KiB pages read for zero RAM and for non-memory (all-ones) space. */
+extern const uint8_t pgm_zero_page[4096];
+extern const uint8_t pgm_ones_page[4096];
+
+struct pgm_vm;
+
+int pgm_phys_init(struct pgm_vm *vm);
+void pgm_phys_fini(struct pgm_vm *vm);
+
+/* The current snapshot (acquire). */
+static inline const struct pgm_phys_map *
+pgm_phys_snapshot(const struct pgm_phys *phys)
+{
+    return pgm_load_acquire(&phys->map);
+}
+
+/* Binary search of @map for @gpa. NULL if unassigned. */
+static inline struct pgm_phys_range *
+pgm_phys_map_find(const struct pgm_phys_map *map, pgm_gpa_t gpa)
+{
+    uint32_t lo = 0, hi = map->count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        struct pgm_phys_range *r = map->range[mid];
+        if (gpa < r->start)
+            hi = mid;
+        else if (gpa - r->start >= r->size)
+            lo = mid + 1;
+        else
+            return r;
+    }
+    return NULL;
+}
+
+static inline int
+pgm_phys_range_contains(const struct pgm_phys_range *r, pgm_gpa_t gpa)
+{
+    return r && gpa - r->start < r->size;
+}
+
+/*
+ * Make sure RAM page @pg has a host page (first write). Takes the VM lock.
+ * Returns 0 or -ENOMEM.
+ */
+int pgm_phys_page_materialize(struct pgm_vm *vm, struct pgm_page *pg);
+
+#endif /* PGM_SRC_PHYS_H */

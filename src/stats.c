@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+/* Counters: per-vCPU shares (unlocked, owner thread only) plus the VM's. */
+#include <string.h>
+
+#include "src/vm.h"
+
+PGM_API void
+pgm_stats(struct pgm_vm *vm, struct pgm_stats *out)
+{
+    if (!vm || !out)
+        return;
+    pgm_vm_lock(vm);
+    *out = vm->stats;
+    pgm_vm_unlock(vm);
+    /*
+     * Sum the vCPU shares field by field. struct pgm_stats holds only
+     * uint64_t counters, which the assertion keeps true.
+     */
+    _Static_assert(sizeof(struct pgm_stats) % sizeof(uint64_t) == 0,
+                   "pgm_stats must hold only 64-bit counters");
+    uint64_t *dst = (uint64_t *)out;
+    for (unsigned i = 0; i < vm->vcpu_count; i++) {
+        const uint64_t *src = (const uint64_t *)&vm->vcpus[i].stats;
+        for (size_t k = 0; k < sizeof(*out) / sizeof(uint64_t); k++)
+            dst[k] += __atomic_load_n(&src[k], __ATOMIC_RELAXED);
+    }
+}

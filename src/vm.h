@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VM and vCPU objects (internal).
+ *
+ * Locking (DESIGN.md section 10): `vm->lock` guards the physical map's
+ * writers, page materialisation and, later, the pool and handler registry.
+ * A vCPU's own fields are touched only by the thread running that vCPU, so
+ * they need no lock; per-vCPU counters are plain integers summed by
+ * pgm_stats().
+ */
+#ifndef PGM_SRC_VM_H
+#define PGM_SRC_VM_H
+
+#include <pthread.h>
+
+#include "pgm/backend.h"
+#include "pgm/stats.h"
+#include "pgm/vm.h"
+#include "src/modes/guest.h"
+#include "src/phys.h"
+
+struct pgm_vcpu {
+    struct pgm_vm *vm;
+    unsigned id;
+    struct pgm_cpu_state state;          /* EFER.LMA kept up to date */
+    enum pgm_guest_mode mode;
+    const struct pgm_guest_ops *gops;    /* ops of `mode` */
+    struct pgm_walk_ctx wctx;
+    struct pgm_stats stats;              /* this vCPU's share */
+};
+
+struct pgm_vm {
+    struct pgm_vm_config cfg;
+    const struct pgm_backend_ops *be;
+    void *be_ctx;
+    struct pgm_allocator alloc;
+    pthread_mutex_t lock;
+    struct pgm_phys phys;
+    struct pgm_stats stats;              /* VM-wide share (under lock) */
+    unsigned vcpu_count;
+    struct pgm_vcpu *vcpus;
+};
+
+static inline void
+pgm_vm_lock(struct pgm_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+}
+
+static inline void
+pgm_vm_unlock(struct pgm_vm *vm)
+{
+    pthread_mutex_unlock(&vm->lock);
+}
+
+/* Recompute vcpu->wctx from vcpu->state (everything but root/PDPTEs). */
+void pgm_vcpu_refresh_walk_ctx(struct pgm_vcpu *vcpu);
+
+#endif /* PGM_SRC_VM_H */
