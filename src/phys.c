@@ -47,6 +47,13 @@ pgm_phys_init(struct pgm_vm *vm)
 static void
 free_range(struct pgm_vm *vm, struct pgm_phys_range *r, int free_struct)
 {
+    if (r->block) {
+        /* Page descriptors point into the block: nothing to free per page. */
+        vm->be->free_ram_block(vm->be_ctx, r->block_hpa, r->block, r->size >> PGM_PAGE_SHIFT);
+        r->block = NULL;
+        pgm_free(&vm->alloc, r->pages);
+        r->pages = NULL;
+    }
     if (r->pages) {
         uint64_t n = r->size >> PGM_PAGE_SHIFT;
         for (uint64_t i = 0; i < n; i++) {
@@ -161,6 +168,12 @@ add_range(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size, enum pgm_phys_kind ki
             return -ENOMEM;
         }
     }
+    if (kind == PGM_PHYS_RAM && vm->be->alloc_ram_block) {
+        void *ptr;
+        if (vm->be->alloc_ram_block(vm->be_ctx, npages, &r->block_hpa, &ptr) == 0)
+            r->block = ptr;
+        /* else: page-by-page backing, as without the op */
+    }
     if (kind == PGM_PHYS_ROM) {
         /* ROM is backed eagerly: its pages are what shadows will map. */
         for (uint64_t i = 0; i < npages; i++) {
@@ -256,11 +269,17 @@ pgm_phys_remove(struct pgm_vm *vm, pgm_gpa_t gpa)
 }
 
 int
-pgm_phys_page_materialize(struct pgm_vm *vm, struct pgm_page *pg)
+pgm_phys_page_materialize(struct pgm_vm *vm, struct pgm_phys_range *r, struct pgm_page *pg)
 {
     int rc = 0;
     pgm_vm_lock(vm);
-    if (!pg->host) {
+    if (!pg->host && r->block) {
+        uint64_t off = (uint64_t)(pg - r->pages) << PGM_PAGE_SHIFT;
+        pg->hpa = r->block_hpa + off;
+        pgm_store_release(&pg->host, r->block + off);
+        vm->phys.allocated_pages++;
+        vm->stats.ram_pages_allocated++;
+    } else if (!pg->host) {
         pgm_hpa_t hpa;
         void *ptr;
         rc = vm->be->alloc_page(vm->be_ctx, &hpa, &ptr);
@@ -315,7 +334,7 @@ phys_access(struct pgm_vm *vm, pgm_gpa_t gpa, uint8_t *rbuf, const uint8_t *wbuf
                 memcpy(rbuf, host ? host + off : pgm_zero_page, n);
             } else if (kind == PGM_PHYS_RAM) {
                 if (!host) {
-                    if (pgm_phys_page_materialize(vm, pg) < 0)
+                    if (pgm_phys_page_materialize(vm, r, pg) < 0)
                         return -ENOMEM;
                     host = pg->host;
                 }

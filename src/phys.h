@@ -13,7 +13,9 @@
  *
  * Each RAM or ROM page has a descriptor. A RAM page's `host` pointer is NULL
  * until its first write ("zero" state); it is set once under the VM lock with
- * a release store and never changes while the range exists.
+ * a release store and never changes while the range exists. Descriptor state
+ * is what libpgm's accounting (and later the shadow code) relies on, also for
+ * ranges backed by a block.
  */
 #ifndef PGM_SRC_PHYS_H
 #define PGM_SRC_PHYS_H
@@ -34,6 +36,14 @@ struct pgm_phys_range {
     uint64_t size;            /* bytes, page multiple */
     enum pgm_phys_kind kind;
     struct pgm_page *pages;   /* size >> 12 descriptors; NULL for MMIO */
+    /*
+     * RAM backed by one host-contiguous block (backend alloc_ram_block), or
+     * NULL when pages come one by one from alloc_page. With a block, page i
+     * is at block + i * 4096 / block_hpa + i * 4096 whether or not it was
+     * written yet (the block reads as zero), so lookups are arithmetic.
+     */
+    uint8_t *block;
+    pgm_hpa_t block_hpa;
 };
 
 /* Immutable sorted snapshot of the ranges. */
@@ -95,9 +105,9 @@ pgm_phys_range_contains(const struct pgm_phys_range *r, pgm_gpa_t gpa)
 }
 
 /*
- * Make sure RAM page @pg has a host page (first write). Takes the VM lock.
- * Returns 0 or -ENOMEM.
+ * Make sure RAM page @pg of range @r has a host page (first write). Takes
+ * the VM lock. Returns 0 or -ENOMEM.
  */
-int pgm_phys_page_materialize(struct pgm_vm *vm, struct pgm_page *pg);
+int pgm_phys_page_materialize(struct pgm_vm *vm, struct pgm_phys_range *r, struct pgm_page *pg);
 
 #endif /* PGM_SRC_PHYS_H */

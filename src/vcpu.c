@@ -36,6 +36,41 @@ mode_of(const struct pgm_cpu_state *s)
     return (s->cr4 & PGM_CR4_LA57) ? PGM_MODE_LA57 : PGM_MODE_AMD64;
 }
 
+/*
+ * The permission bitmap (SDM 4.6). For each access kind (write, user, fetch,
+ * SMAP override) and each combination of effective rights, does it fault?
+ * - user accesses need U, and W for writes;
+ * - supervisor writes need W only with CR0.WP;
+ * - fetches need X (XD clear at every level; always set without NXE);
+ * - SMEP: supervisor fetches from user pages fault;
+ * - SMAP: supervisor data accesses to user pages fault unless RFLAGS.AC
+ *   overrides an explicit access (WP = 0 does not relax it).
+ */
+static void
+fill_perm(struct pgm_walk_ctx *c)
+{
+    for (unsigned idx = 0; idx < 16; idx++) {
+        bool write = idx & 1, user = idx & 2, fetch = idx & 4, smap_ovr = idx & 8;
+        uint8_t mask = 0;
+        for (unsigned r = 0; r < 8; r++) {
+            bool rw = r & PGM_RIGHT_WRITE, ru = r & PGM_RIGHT_USER, rx = r & PGM_RIGHT_EXEC;
+            bool fault = fetch && !rx;
+            if (user) {
+                fault |= !ru || (write && !rw);
+            } else {
+                fault |= write && !rw && c->wp;
+                if (ru && fetch)
+                    fault |= c->smep;
+                if (ru && !fetch)
+                    fault |= c->smap && !smap_ovr;
+            }
+            if (fault)
+                mask |= (uint8_t)(1u << r);
+        }
+        c->perm[idx] = mask;
+    }
+}
+
 void
 pgm_vcpu_refresh_walk_ctx(struct pgm_vcpu *vcpu)
 {
@@ -56,6 +91,7 @@ pgm_vcpu_refresh_walk_ctx(struct pgm_vcpu *vcpu)
     c->report_fetch = c->smep || (nxe && (s->cr4 & PGM_CR4_PAE) && (s->cr0 & PGM_CR0_PG));
     c->pkru = s->pkru;
     c->pse36_bits = 0;
+    fill_perm(c);
 
     switch (vcpu->mode) {
     case PGM_MODE_REAL:

@@ -60,6 +60,8 @@ check_config(const struct pgm_vm_config *cfg)
     if (!be || be->struct_size < sizeof(*be) || !be->alloc_page || !be->free_page ||
         !be->hpa_to_ptr)
         return -EINVAL;
+    if ((be->alloc_ram_block == NULL) != (be->free_ram_block == NULL))
+        return -EINVAL;
     if ((cfg->allocator.alloc == NULL) != (cfg->allocator.free == NULL))
         return -EINVAL;
     return 0;

@@ -26,6 +26,7 @@ struct pgm_vcpu {
     enum pgm_guest_mode mode;
     const struct pgm_guest_ops *gops;    /* ops of `mode` */
     struct pgm_walk_ctx wctx;
+    struct walk_mem wmem;                /* walkers' range cache (owner thread) */
     struct pgm_stats stats;              /* this vCPU's share */
 };
 

@@ -41,8 +41,24 @@ struct pgm_backend_ops {
     int (*alloc_page)(void *ctx, pgm_hpa_t *hpa, void **ptr);
     /** Return a page from alloc_page. */
     void (*free_page)(void *ctx, pgm_hpa_t hpa, void *ptr);
-    /** @return the host pointer of a page from alloc_page, or NULL if @p hpa is not one. */
+    /**
+     * @return the host pointer of @p hpa inside a page from alloc_page or a
+     * block from alloc_ram_block, or NULL if it lies in neither.
+     */
     void *(*hpa_to_ptr)(void *ctx, pgm_hpa_t hpa);
+    /**
+     * Optional. Reserve @p npages pages that are contiguous both in HPA and
+     * in host virtual memory and read as zero, for a RAM range. The host may
+     * commit them lazily on first write (an anonymous mapping does), so a
+     * large, mostly untouched guest costs address space, not memory. With a
+     * block, libpgm turns guest-physical addresses into host pointers with
+     * arithmetic instead of a descriptor load. NULL: RAM is backed page by
+     * page with alloc_page at first write.
+     * @return 0, or -ENOMEM (libpgm then falls back to alloc_page).
+     */
+    int (*alloc_ram_block)(void *ctx, uint64_t npages, pgm_hpa_t *hpa, void **ptr);
+    /** Release a block from alloc_ram_block (required with it). */
+    void (*free_ram_block)(void *ctx, pgm_hpa_t hpa, void *ptr, uint64_t npages);
     /** Load @p root into vCPU @p vcpu_id before it next runs (optional). */
     void (*load_root)(void *ctx, unsigned vcpu_id, pgm_hpa_t root);
     /** Flush TLB state of vCPU @p vcpu_id before it next runs (optional). */
@@ -51,7 +67,11 @@ struct pgm_backend_ops {
 
 /* ---- The built-in soft backend ---------------------------------------- */
 
-/** A software backend: host pages from one arena, addressed by a synthetic HPA. */
+/**
+ * A software backend: host pages from one arena, addressed by a synthetic
+ * HPA, plus RAM blocks from anonymous memory mappings (committed lazily by the
+ * host OS) placed above the arena in the same HPA space.
+ */
 struct pgm_soft_backend;
 
 /** HPA of the soft backend's first arena page (nonzero so HPA 0 is never valid). */
@@ -70,13 +90,23 @@ PGM_API void pgm_soft_backend_destroy(struct pgm_soft_backend *sb);
 /** @return the ops table of the soft backend (pass @p sb as `backend_ctx`). */
 PGM_API const struct pgm_backend_ops *pgm_soft_backend_ops(void);
 
-/** @return pages currently handed out by @p sb. */
+/** @return arena pages currently handed out by @p sb (RAM blocks not included). */
 PGM_API uint64_t pgm_soft_backend_pages_in_use(const struct pgm_soft_backend *sb);
 
+/** @return RAM blocks currently reserved from @p sb. */
+PGM_API uint64_t pgm_soft_backend_blocks_in_use(const struct pgm_soft_backend *sb);
+
 /**
- * Make the allocation after the next @p n allocations fail (testing);
+ * Make every allocation (page or block) after the next @p n fail (testing);
  * a negative @p n disables the injection.
  */
 PGM_API void pgm_soft_backend_fail_after(struct pgm_soft_backend *sb, int64_t n);
+
+/**
+ * Enable or disable RAM blocks (enabled by default). Without them the soft
+ * backend behaves like a backend that lacks alloc_ram_block: RAM is backed
+ * page by page from the arena. Affects VMs and ranges created afterwards.
+ */
+PGM_API void pgm_soft_backend_set_ram_blocks(struct pgm_soft_backend *sb, bool enable);
 
 #endif /* PGM_BACKEND_H */

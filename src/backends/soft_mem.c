@@ -9,11 +9,18 @@
  * LIFO free list and are zeroed again when handed out. Each chunk keeps an
  * in-use bitmap so hpa_to_ptr() refuses freed or never-allocated pages; the
  * audit relies on that to catch a shadow entry pointing at a freed page.
+ *
+ * RAM blocks (alloc_ram_block) are anonymous private mappings: the kernel
+ * commits their pages on first write and reads of untouched pages see its
+ * zero page, which is exactly the lazy-RAM contract. Their HPAs are handed
+ * out by a bump pointer above the arena (2 MiB aligned, never reused), so a
+ * stale HPA of a freed block never aliases a live one.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "pgm/backend.h"
 
@@ -26,8 +33,19 @@ struct chunk {
     uint64_t in_use[CHUNK_PAGES / 64];
 };
 
+struct ram_block {
+    pgm_hpa_t hpa;
+    uint8_t *ptr;
+    uint64_t npages; /* 0: slot free */
+};
+
 struct pgm_soft_backend {
     pthread_mutex_t lock;
+    bool blocks_enabled;
+    pgm_hpa_t block_hpa_next;
+    struct ram_block *blocks;
+    size_t nblocks, blocks_cap;
+    uint64_t blocks_in_use;
     uint64_t max_pages;
     uint64_t nchunks;
     struct chunk *chunks;
@@ -57,6 +75,10 @@ pgm_soft_backend_create(uint64_t max_pages, struct pgm_soft_backend **out)
         return -ENOMEM;
     }
     sb->fail_after = -1;
+    sb->blocks_enabled = true;
+    /* Blocks start at the first 1 GiB boundary above the arena. */
+    sb->block_hpa_next = (PGM_SOFT_HPA_BASE + (max_pages << PGM_PAGE_SHIFT) + (1ull << 30) - 1) &
+                         ~((1ull << 30) - 1);
     pthread_mutex_init(&sb->lock, NULL);
     *out = sb;
     return 0;
@@ -69,6 +91,10 @@ pgm_soft_backend_destroy(struct pgm_soft_backend *sb)
         return;
     for (uint64_t i = 0; i < sb->nchunks; i++)
         free(sb->chunks[i].mem);
+    for (size_t i = 0; i < sb->nblocks; i++)
+        if (sb->blocks[i].npages)
+            munmap(sb->blocks[i].ptr, sb->blocks[i].npages << PGM_PAGE_SHIFT);
+    free(sb->blocks);
     free(sb->chunks);
     free(sb->free_list);
     pthread_mutex_destroy(&sb->lock);
@@ -153,11 +179,82 @@ soft_hpa_to_ptr(void *ctx, pgm_hpa_t hpa)
     void *p = NULL;
     pthread_mutex_lock(&sb->lock);
     uint64_t idx = page_index(sb, hpa);
-    if (idx != UINT64_MAX)
+    if (idx != UINT64_MAX) {
         p = sb->chunks[idx / CHUNK_PAGES].mem +
             ((size_t)(idx % CHUNK_PAGES) << PGM_PAGE_SHIFT) + (hpa & ~PGM_PAGE_MASK);
+    } else {
+        for (size_t i = 0; i < sb->nblocks; i++) {
+            const struct ram_block *b = &sb->blocks[i];
+            if (b->npages && hpa - b->hpa < (b->npages << PGM_PAGE_SHIFT)) {
+                p = b->ptr + (hpa - b->hpa);
+                break;
+            }
+        }
+    }
     pthread_mutex_unlock(&sb->lock);
     return p;
+}
+
+static int
+soft_alloc_ram_block(void *ctx, uint64_t npages, pgm_hpa_t *hpa, void **ptr)
+{
+    struct pgm_soft_backend *sb = ctx;
+    int rc = -ENOMEM;
+    if (!npages || npages > MAX_PAGES)
+        return -ENOMEM;
+    pthread_mutex_lock(&sb->lock);
+    if (!sb->blocks_enabled || sb->fail_after == 0)
+        goto out;
+    size_t slot = sb->nblocks;
+    for (size_t i = 0; i < sb->nblocks; i++)
+        if (!sb->blocks[i].npages)
+            slot = i;
+    if (slot == sb->nblocks && sb->nblocks == sb->blocks_cap) {
+        size_t cap = sb->blocks_cap ? sb->blocks_cap * 2 : 8;
+        struct ram_block *nb = realloc(sb->blocks, cap * sizeof(*nb));
+        if (!nb)
+            goto out;
+        sb->blocks = nb;
+        sb->blocks_cap = cap;
+    }
+    size_t bytes = (size_t)npages << PGM_PAGE_SHIFT;
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (p == MAP_FAILED)
+        goto out;
+    if (slot == sb->nblocks)
+        sb->nblocks++;
+    struct ram_block *b = &sb->blocks[slot];
+    b->hpa = sb->block_hpa_next;
+    b->ptr = p;
+    b->npages = npages;
+    sb->block_hpa_next += ((uint64_t)bytes + (1ull << CHUNK_SHIFT) - 1) & ~((1ull << CHUNK_SHIFT) - 1);
+    sb->blocks_in_use++;
+    if (sb->fail_after > 0)
+        sb->fail_after--;
+    *hpa = b->hpa;
+    *ptr = p;
+    rc = 0;
+out:
+    pthread_mutex_unlock(&sb->lock);
+    return rc;
+}
+
+static void
+soft_free_ram_block(void *ctx, pgm_hpa_t hpa, void *ptr, uint64_t npages)
+{
+    struct pgm_soft_backend *sb = ctx;
+    pthread_mutex_lock(&sb->lock);
+    for (size_t i = 0; i < sb->nblocks; i++) {
+        struct ram_block *b = &sb->blocks[i];
+        if (b->npages && b->hpa == hpa && b->ptr == ptr && b->npages == npages) {
+            munmap(b->ptr, (size_t)npages << PGM_PAGE_SHIFT);
+            b->npages = 0;
+            sb->blocks_in_use--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&sb->lock);
 }
 
 static const struct pgm_backend_ops soft_ops = {
@@ -165,6 +262,8 @@ static const struct pgm_backend_ops soft_ops = {
     .alloc_page = soft_alloc_page,
     .free_page = soft_free_page,
     .hpa_to_ptr = soft_hpa_to_ptr,
+    .alloc_ram_block = soft_alloc_ram_block,
+    .free_ram_block = soft_free_ram_block,
 };
 
 PGM_API const struct pgm_backend_ops *
@@ -177,6 +276,22 @@ PGM_API uint64_t
 pgm_soft_backend_pages_in_use(const struct pgm_soft_backend *sb)
 {
     return sb ? sb->in_use : 0;
+}
+
+PGM_API uint64_t
+pgm_soft_backend_blocks_in_use(const struct pgm_soft_backend *sb)
+{
+    return sb ? sb->blocks_in_use : 0;
+}
+
+PGM_API void
+pgm_soft_backend_set_ram_blocks(struct pgm_soft_backend *sb, bool enable)
+{
+    if (!sb)
+        return;
+    pthread_mutex_lock(&sb->lock);
+    sb->blocks_enabled = enable;
+    pthread_mutex_unlock(&sb->lock);
 }
 
 PGM_API void

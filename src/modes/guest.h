@@ -34,6 +34,34 @@ struct pgm_walk_ctx {
     bool pke;               /* CR4.PKE and IA-32e: protection keys apply */
     bool report_fetch;      /* I/D in the error code: CR4.SMEP, or EFER.NXE with PAE */
     uint8_t pse36_bits;     /* PDE bits 13.. giving PA 32.. for 4 MiB pages */
+    /*
+     * Permission bitmap (SDM 4.6): perm[walk_perm_index(access)] has bit r
+     * set when an access with effective rights r (`pgm_rights`: W=1, U=2,
+     * X=4) faults. Folds CR0.WP, SMEP, SMAP and NXE in once per mode change;
+     * protection keys are checked separately.
+     */
+    uint8_t perm[16];
+};
+
+struct pgm_page;
+struct pgm_phys_map;
+
+/*
+ * A walk's view of guest memory: the map snapshot plus a one-range cache.
+ * The cache only ever holds a RAM range (size 0: empty), so the fast path is
+ * a range compare and the entry load (block-backed RAM: pointer arithmetic)
+ * or a descriptor load and the entry load (page-by-page RAM).
+ * Each vCPU keeps its cache across walks; it is valid while the map snapshot
+ * pointer is unchanged (snapshots are immutable and never freed before the
+ * VM, so pointer equality means "same ranges"). A walk reads the cache into
+ * locals so stores to the walk result cannot alias it.
+ */
+struct walk_mem {
+    const struct pgm_phys_map *map;
+    uint64_t start;
+    uint64_t size;
+    struct pgm_page *pages;
+    uint8_t *base;      /* the range's block, or NULL: go through `pages` */
 };
 
 struct pgm_guest_ops {

@@ -11,7 +11,7 @@
  *     failing level wins). Rights accumulate as the AND of R/W and U/S and the
  *     OR of XD. A PS bit where the level allows one ends the walk early.
  *  2. Check and commit. The access is checked against the accumulated rights
- *     (walk_check_rights). Only if it is allowed are the A bits of every entry
+ *     (the per-mode permission bitmap, then protection keys). Only if it is allowed are the A bits of every entry
  *     used, and D of the leaf for a write, set - each with a compare-and-swap
  *     against the value read in phase 1. A lost race means the guest changed
  *     an entry under us: the whole walk restarts, so the result always
@@ -109,152 +109,203 @@ GST_NAME(large_frame)(const struct pgm_walk_ctx *c, uint64_t e, unsigned level)
 #endif
 }
 
+/* Copy the entries of levels top..@last into the result. */
+static inline void
+GST_NAME(copy_entries)(struct pgm_walk *w, const uint64_t *ent, const pgm_gpa_t *egpa,
+                       unsigned last)
+{
+    PGM_UNROLL
+    for (unsigned l = GST_LEVELS; l >= last && l > 0; l--) {
+        w->entry[l] = ent[l];
+        w->entry_gpa[l] = egpa[l];
+    }
+}
+
+/*
+ * Phase-2 slow path: set A in every entry used and D in the leaf of a write,
+ * top down, each by compare-and-swap. Returns false if an entry changed
+ * since phase 1 (the caller restarts the walk). Entries in ROM or outside
+ * RAM are skipped: their updates are dropped.
+ */
+static bool
+GST_NAME(set_ad)(const struct pgm_phys_map *map, uint64_t *ent, const pgm_gpa_t *egpa,
+                 unsigned leaf, bool write, uint32_t *flags, uint64_t *updates)
+{
+    for (unsigned l = GST_FIRST_TABLE_LEVEL; l >= leaf; l--) {
+        uint64_t want = PTE_A | (l == leaf && write ? PTE_D : 0);
+        if ((ent[l] & want) == want)
+            continue;
+        uint8_t *wr = pgm_walk_entry_writable(map, egpa[l]);
+        if (!wr)
+            continue;
+        gst_entry_t expected = (gst_entry_t)ent[l];
+        if (!GST_CAS(wr, &expected, (gst_entry_t)(ent[l] | want)))
+            return false;
+        ent[l] |= want;
+        *flags |= PGM_WALK_F_AD_WRITTEN;
+        (*updates)++;
+    }
+    return true;
+}
+
 static int
 GST_NAME(walk)(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct pgm_walk *w)
 {
     const struct pgm_walk_ctx *c = &vcpu->wctx;
-    struct walk_mem mem = { .map = pgm_phys_snapshot(&vcpu->vm->phys), .last = NULL };
-    uint8_t *wr[PGM_MAX_LEVELS + 1];
+    struct walk_mem *mem = &vcpu->wmem;
+    const struct pgm_phys_map *map = pgm_phys_snapshot(&vcpu->vm->phys);
+    if (__builtin_expect(mem->map != map, 0))
+        *mem = (struct walk_mem){ .map = map };
+    uint64_t r_start = mem->start, r_size = mem->size;
+    struct pgm_page *r_pages = mem->pages;
+    const uint8_t *r_base = mem->base;
+    /* Locals, not *w: stores to them cannot alias the context or the cache. */
+    uint64_t ent[PGM_MAX_LEVELS + 1];
+    pgm_gpa_t egpa[PGM_MAX_LEVELS + 1];
+    uint32_t flags = 0;
+    uint32_t ec = 0;
+    unsigned level;
 
-    w->gva = gva;
     w->access = access;
-    w->flags = 0;
-    w->error_code = 0;
-    w->gpa = 0;
-    w->page_shift = 0;
-    w->rights = 0;
-    w->pat_index = 0;
-    w->global = false;
-    w->pkey = 0;
     w->top_level = GST_LEVELS;
-
 #if GST_VA_BITS == 32
     gva = (uint32_t)gva;
-    w->gva = gva;
 #else
     /* Canonical check: bits 63:VA_BITS-1 must all equal; else #GP, no walk. */
     if ((uint64_t)((int64_t)(gva << (64 - GST_VA_BITS)) >> (64 - GST_VA_BITS)) != gva) {
+        w->gva = gva;
         w->status = PGM_WALK_GP;
+        w->error_code = 0;
         w->last_level = 0;
+        w->flags = 0;
         vcpu->stats.walk_gp++;
         return 0;
     }
 #endif
+    w->gva = gva;
 
     for (unsigned attempt = 0; attempt <= PGM_WALK_MAX_RETRIES; attempt++) {
         uint64_t e;
         uint64_t table;
-        unsigned level;
-        uint32_t rights = PGM_RIGHT_WRITE | PGM_RIGHT_USER | PGM_RIGHT_EXEC;
+        uint64_t and_all = ~0ull; /* AND of every entry: R/W, U/S and A */
+        uint64_t or_all = 0;      /* OR of every entry: XD */
+        flags = 0;
 
 #if PGM_GUEST_MODE == PGM_GMODE_PAE
         {
             unsigned i = (unsigned)(gva >> 30) & 3;
             e = c->pdpte[i];
-            w->entry[3] = e;
-            w->entry_gpa[3] = c->root + 8u * i;
-            wr[3] = NULL; /* PDPTEs have no A bit; never written by the walk */
+            ent[3] = e;
+            egpa[3] = c->root + 8u * i;
             if (!(e & PTE_P)) {
-                w->last_level = 3;
-                w->status = PGM_WALK_PAGE_FAULT;
-                w->error_code = walk_structural_ec(c, access, false);
-                vcpu->stats.walk_faults++;
-                return 0;
+                level = 3;
+                ec = walk_structural_ec(c, access, false);
+                goto fault;
             }
-            /* Reserved bits were checked when CR3 was loaded. */
+            /* Reserved bits were checked at the CR3 load; no rights, no A bit. */
             table = e & GST_ADDR_MASK;
         }
 #else
         table = c->root;
 #endif
 
-        for (level = GST_FIRST_TABLE_LEVEL;; level--) {
-            pgm_gpa_t egpa = table + ((gva >> GST_SHIFT(level)) & GST_IDX_MASK) * GST_ENTRY_BYTES;
-            const uint8_t *p = walk_entry_ptr(&mem, egpa, &wr[level], &w->flags);
+        /* Fully unrolled: every level's shift and reserved masks are constants. */
+        PGM_UNROLL
+        for (level = GST_FIRST_TABLE_LEVEL; level >= 1; level--) {
+            pgm_gpa_t a = table + ((gva >> GST_SHIFT(level)) & GST_IDX_MASK) * GST_ENTRY_BYTES;
+            const uint8_t *p;
+            if (__builtin_expect(a - r_start < r_size, 1)) {
+                p = __builtin_expect(r_base != NULL, 1)
+                        ? r_base + (a - r_start)
+                        : walk_page_ptr(&r_pages[(a - r_start) >> PGM_PAGE_SHIFT], a);
+            } else {
+                p = pgm_walk_entry_slow(mem, a, &flags); /* may refill the cache */
+                r_start = mem->start;
+                r_size = mem->size;
+                r_pages = mem->pages;
+                r_base = mem->base;
+            }
             e = GST_LOAD(p);
-            w->entry[level] = e;
-            w->entry_gpa[level] = egpa;
+            ent[level] = e;
+            egpa[level] = a;
             if (!(e & PTE_P)) {
-                w->last_level = level;
-                w->status = PGM_WALK_PAGE_FAULT;
-                w->error_code = walk_structural_ec(c, access, false);
+                ec = walk_structural_ec(c, access, false);
                 goto fault;
             }
             if (e & c->rsvd[level][(e >> 7) & 1]) {
-                w->last_level = level;
-                w->status = PGM_WALK_PAGE_FAULT;
-                w->error_code = walk_structural_ec(c, access, true);
+                ec = walk_structural_ec(c, access, true);
                 goto fault;
             }
-            if (!(e & PTE_RW))
-                rights &= ~(uint32_t)PGM_RIGHT_WRITE;
-            if (!(e & PTE_US))
-                rights &= ~(uint32_t)PGM_RIGHT_USER;
-            if (e & c->xd_mask)
-                rights &= ~(uint32_t)PGM_RIGHT_EXEC;
+            and_all &= e;
+            or_all |= e;
             if (level == 1 || GST_PS_LEAF(c, level, e))
                 break;
             table = e & GST_ADDR_MASK;
         }
 
-        /* Phase 2: rights, then A/D. */
+        /* Phase 2: rights (PTE bits 1, 2 are W, U), then A/D. */
+        uint32_t rights = (uint32_t)(and_all >> 1) & (PGM_RIGHT_WRITE | PGM_RIGHT_USER);
+        if (!(or_all & c->xd_mask))
+            rights |= PGM_RIGHT_EXEC;
         unsigned pkey = GST_HAS_PKEYS ? (unsigned)(e >> 59) & 0xf : 0;
-        uint32_t ec = walk_check_rights(c, access, rights, pkey, GST_HAS_PKEYS);
-        w->last_level = level;
-        if (ec) {
-            w->status = PGM_WALK_PAGE_FAULT;
-            w->error_code = ec;
+        bool fault = (c->perm[walk_perm_index(access)] >> rights) & 1;
+        bool pk = GST_HAS_PKEYS && c->pke && (rights & PGM_RIGHT_USER) &&
+                  walk_pkey_fault(c, access, pkey);
+        if (fault || pk) {
+            ec = walk_rights_ec(c, access, pk);
             goto fault;
         }
 
-        if (!(access & PGM_ACCESS_NO_AD)) {
-            bool raced = false;
-            for (unsigned l = GST_FIRST_TABLE_LEVEL; l >= level; l--) {
-                uint64_t want = PTE_A | (l == level && (access & PGM_ACCESS_WRITE) ? PTE_D : 0);
-                uint64_t have = w->entry[l];
-                if ((have & want) == want)
-                    continue;
-                if (!wr[l])
-                    continue; /* ROM / non-RAM table: the update is dropped */
-                gst_entry_t expected = (gst_entry_t)have;
-                if (!GST_CAS(wr[l], &expected, (gst_entry_t)(have | want))) {
-                    raced = true;
-                    break;
-                }
-                w->entry[l] = have | want;
-                w->flags |= PGM_WALK_F_AD_WRITTEN;
-                vcpu->stats.ad_updates++;
-            }
-            if (raced) {
+        bool write = access & PGM_ACCESS_WRITE;
+        if (!(access & PGM_ACCESS_NO_AD) &&
+            (!(and_all & PTE_A) || (write && !(e & PTE_D)))) {
+            if (!GST_NAME(set_ad)(map, ent, egpa, level, write, &flags,
+                                  &vcpu->stats.ad_updates)) {
                 vcpu->stats.walk_retries++;
                 continue;
             }
+            e = ent[level];
         }
 
-        e = w->entry[level];
         w->status = PGM_WALK_OK;
+        w->error_code = 0;
+        w->last_level = level;
         w->rights = rights;
-        w->page_shift = level == 1 ? PGM_PAGE_SHIFT : GST_SHIFT(level);
+        w->flags = flags;
         if (level == 1) {
+            w->page_shift = PGM_PAGE_SHIFT;
             w->gpa = (e & GST_ADDR_MASK) | (gva & ~PGM_PAGE_MASK);
             w->pat_index = (uint8_t)(((e & PTE_PAT) ? 4 : 0) | ((e >> 3) & 3));
         } else {
+            w->page_shift = GST_SHIFT(level);
             w->gpa = GST_NAME(large_frame)(c, e, level) | (gva & ((1ull << w->page_shift) - 1));
             w->pat_index = (uint8_t)(((e & PTE_LARGE_PAT) ? 4 : 0) | ((e >> 3) & 3));
         }
         w->global = (e & PTE_G) != 0;
         w->pkey = c->pke ? (uint8_t)pkey : 0;
-        if (w->flags & PGM_WALK_F_NONRAM_TABLE)
-            vcpu->stats.nonram_table_reads++;
-        return 0;
-
-    fault:
-        vcpu->stats.walk_faults++;
-        if (w->flags & PGM_WALK_F_NONRAM_TABLE)
+        GST_NAME(copy_entries)(w, ent, egpa, level);
+        if (flags & PGM_WALK_F_NONRAM_TABLE)
             vcpu->stats.nonram_table_reads++;
         return 0;
     }
     return -ELOOP;
+
+fault:
+    w->status = PGM_WALK_PAGE_FAULT;
+    w->error_code = ec;
+    w->last_level = level;
+    w->flags = flags;
+    w->gpa = 0;
+    w->page_shift = 0;
+    w->rights = 0;
+    w->pat_index = 0;
+    w->global = false;
+    w->pkey = 0;
+    GST_NAME(copy_entries)(w, ent, egpa, level);
+    vcpu->stats.walk_faults++;
+    if (flags & PGM_WALK_F_NONRAM_TABLE)
+        vcpu->stats.nonram_table_reads++;
+    return 0;
 }
 
 /*

@@ -48,6 +48,15 @@
 #  error "unknown PGM_GUEST_MODE"
 #endif
 
+/* Unroll the level loops: their trip count is a per-instance constant. */
+#if defined(__clang__)
+#  define PGM_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#  define PGM_UNROLL _Pragma("GCC unroll 8")
+#else
+#  define PGM_UNROLL
+#endif
+
 /* Mangle a template-local symbol with the instance's suffix. */
 #define GST_NAME(n) PGM_CAT(PGM_CAT(n, _), GST_SUFFIX)
 

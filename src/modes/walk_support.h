@@ -24,96 +24,64 @@
 #define PTE_G   (1ull << 8)
 #define PTE_LARGE_PAT (1ull << 12)
 
-/* A walk's view of guest memory: the map snapshot plus a one-range cache. */
-struct walk_mem {
-    const struct pgm_phys_map *map;
-    const struct pgm_phys_range *last;
-};
+/*
+ * Where to read the paging-structure entry at @gpa. The policy for tables
+ * outside RAM (docs/walker.md): ROM reads its image (A/D updates dropped);
+ * MMIO and unassigned space read as all-ones, as on a PC bus, with no device
+ * side effect; RAM never written reads as zeros (entries not present).
+ * Out-of-line slow path: entries outside the cached range.
+ * Refills the cache (it only ever holds a RAM range; ROM tables take this
+ * path every time, which is rare and sets PGM_WALK_F_ROM_TABLE).
+ */
+const uint8_t *pgm_walk_entry_slow(struct walk_mem *m, pgm_gpa_t gpa, uint32_t *flags);
 
 /*
- * Locate the paging-structure entry at @gpa.
- *
- * Returns a pointer to read the entry from; *@wr receives a pointer to write
- * A/D bits through, or NULL when the entry must not be written. The policy
- * for tables outside RAM (docs/walker.md): ROM reads its image and A/D
- * writes are dropped; MMIO and unassigned space read as all-ones (no device
- * side effect for a page walk) and writes are dropped. RAM that was never
- * written reads as zeros, and zero entries are not present, so such an entry
- * is never written either.
+ * Pointer through which A/D bits of the entry at @gpa may be written, or NULL
+ * when they must be dropped (ROM, MMIO, unassigned, never-written RAM).
  */
+uint8_t *pgm_walk_entry_writable(const struct pgm_phys_map *map, pgm_gpa_t gpa);
+
+/* Fast path: where the entry at @gpa lives in the (cached) RAM page @pg. */
 static inline const uint8_t *
-walk_entry_ptr(struct walk_mem *m, pgm_gpa_t gpa, uint8_t **wr, uint32_t *flags)
+walk_page_ptr(struct pgm_page *pg, pgm_gpa_t gpa)
 {
-    const struct pgm_phys_range *r = m->last;
-    uint64_t off = gpa & ~PGM_PAGE_MASK;
-    *wr = NULL;
-    if (!r || gpa - r->start >= r->size) {
-        r = pgm_phys_map_find(m->map, gpa);
-        if (!r) {
-            *flags |= PGM_WALK_F_NONRAM_TABLE;
-            return pgm_ones_page + off;
-        }
-        m->last = r;
-    }
-    if (r->kind == PGM_PHYS_MMIO) {
-        *flags |= PGM_WALK_F_NONRAM_TABLE;
-        return pgm_ones_page + off;
-    }
-    struct pgm_page *pg = &r->pages[(gpa - r->start) >> PGM_PAGE_SHIFT];
-    uint8_t *host = pgm_load_acquire(&pg->host);
-    if (!host)
-        return pgm_zero_page + off;
-    if (r->kind == PGM_PHYS_RAM)
-        *wr = host + off;
-    else
-        *flags |= PGM_WALK_F_ROM_TABLE;
-    return host + off;
+    const uint8_t *host = pgm_load_acquire(&pg->host);
+    return (host ? host : pgm_zero_page) + (gpa & ~PGM_PAGE_MASK);
 }
 
 /*
- * Permission check of a complete walk (SDM 4.6) on the effective @rights
- * (`pgm_rights`) with the leaf's protection key @pkey. Returns 0 when the
- * access is allowed, else the #PF error code.
+ * Index into pgm_walk_ctx.perm for an access: bit 0 write, bit 1 user,
+ * bit 2 fetch, bit 3 "SMAP override" (RFLAGS.AC = 1 on an explicit access).
  */
-static inline uint32_t
-walk_check_rights(const struct pgm_walk_ctx *c, uint32_t access, uint32_t rights,
-                  unsigned pkey, bool pkeys_possible)
+static inline unsigned
+walk_perm_index(uint32_t access)
 {
-    bool write = access & PGM_ACCESS_WRITE;
-    bool fetch = access & PGM_ACCESS_FETCH;
-    bool user_access = access & PGM_ACCESS_USER;
-    bool user_page = rights & PGM_RIGHT_USER;
-    bool fault = false;
+    return ((access >> 1) & 3) | ((access >> 2) & 4) |
+           ((access & (PGM_ACCESS_AC | PGM_ACCESS_IMPLICIT)) == PGM_ACCESS_AC ? 8 : 0);
+}
 
-    if (user_access) {
-        fault = !user_page || (write && !(rights & PGM_RIGHT_WRITE));
-    } else {
-        /* CR0.WP = 0: supervisor writes ignore R/W everywhere. */
-        fault = write && !(rights & PGM_RIGHT_WRITE) && c->wp;
-        if (user_page) {
-            if (fetch)
-                fault |= c->smep;
-            else if (c->smap && (!(access & PGM_ACCESS_AC) || (access & PGM_ACCESS_IMPLICIT)))
-                fault = true; /* SMAP: WP = 0 does not relax it */
-        }
-    }
-    if (fetch && !(rights & PGM_RIGHT_EXEC))
-        fault = true;
+/*
+ * Protection-key check (SDM 4.6.2): data accesses to user pages at any CPL.
+ * AD blocks every data access; WD blocks writes, except supervisor writes
+ * with CR0.WP = 0. Callers only ask for user pages in IA-32e mode with PKE.
+ */
+static inline bool
+walk_pkey_fault(const struct pgm_walk_ctx *c, uint32_t access, unsigned pkey)
+{
+    if (access & PGM_ACCESS_FETCH)
+        return false;
+    unsigned kb = (c->pkru >> (2 * pkey)) & 3;
+    return (kb & 1) || ((kb & 2) && (access & PGM_ACCESS_WRITE) &&
+                        ((access & PGM_ACCESS_USER) || c->wp));
+}
 
-    /*
-     * Protection keys: data accesses to user pages at any CPL. AD blocks
-     * every data access; WD blocks writes, except supervisor writes with
-     * CR0.WP = 0. PK is reported even alongside another violation.
-     */
-    bool pk = false;
-    if (pkeys_possible && c->pke && user_page && !fetch) {
-        unsigned kb = (c->pkru >> (2 * pkey)) & 3;
-        pk = (kb & 1) || ((kb & 2) && write && (user_access || c->wp));
-    }
-    if (!fault && !pk)
-        return 0;
+/* Error code of a permission fault (@pk: protection-key violation too). */
+static inline uint32_t
+walk_rights_ec(const struct pgm_walk_ctx *c, uint32_t access, bool pk)
+{
     return PGM_PFEC_P | (access & (PGM_PFEC_W | PGM_PFEC_U)) |
-           (fetch && c->report_fetch ? PGM_PFEC_ID : 0) | (pk ? PGM_PFEC_PK : 0);
+           ((access & PGM_ACCESS_FETCH) && c->report_fetch ? PGM_PFEC_ID : 0) |
+           (pk ? PGM_PFEC_PK : 0);
 }
 
 /* Error code of a not-present (@rsvd false) or reserved-bit fault. */
