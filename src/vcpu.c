@@ -105,6 +105,8 @@ pgm_vcpu_refresh_walk_ctx(struct pgm_vcpu *vcpu)
          * without PSE-36 bits 21:13 are reserved.
          */
         unsigned m = maxphy < 40 ? maxphy : 40;
+        if (!c->pse)
+            break; /* PS is then ignored, not a large page: no reserved bits */
         if (f->pse36) {
             c->pse36_bits = (uint8_t)(m - 32);
             c->rsvd[2][1] = bits(m - 19, 21);

@@ -114,7 +114,6 @@ static inline void
 GST_NAME(copy_entries)(struct pgm_walk *w, const uint64_t *ent, const pgm_gpa_t *egpa,
                        unsigned last)
 {
-    PGM_UNROLL
     for (unsigned l = GST_LEVELS; l >= last && l > 0; l--) {
         w->entry[l] = ent[l];
         w->entry_gpa[l] = egpa[l];
@@ -163,6 +162,7 @@ GST_NAME(walk)(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct pgm
     uint64_t ent[PGM_MAX_LEVELS + 1];
     pgm_gpa_t egpa[PGM_MAX_LEVELS + 1];
     uint32_t flags = 0;
+    uint32_t ad_written = 0; /* survives restarts: A/D bits set by an earlier attempt stay set */
     uint32_t ec = 0;
     unsigned level;
 
@@ -189,7 +189,7 @@ GST_NAME(walk)(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct pgm
         uint64_t table;
         uint64_t and_all = ~0ull; /* AND of every entry: R/W, U/S and A */
         uint64_t or_all = 0;      /* OR of every entry: XD */
-        flags = 0;
+        flags = ad_written;
 
 #if PGM_GUEST_MODE == PGM_GMODE_PAE
         {
@@ -261,6 +261,7 @@ GST_NAME(walk)(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct pgm
             (!(and_all & PTE_A) || (write && !(e & PTE_D)))) {
             if (!GST_NAME(set_ad)(map, ent, egpa, level, write, &flags,
                                   &vcpu->stats.ad_updates)) {
+                ad_written = flags & PGM_WALK_F_AD_WRITTEN;
                 vcpu->stats.walk_retries++;
                 continue;
             }
