@@ -306,6 +306,56 @@ pgm_phys_kind_at(struct pgm_vm *vm, pgm_gpa_t gpa)
 }
 
 /*
+ * Copy between guest memory and a buffer. A naturally aligned access of 2, 4
+ * or 8 bytes is one atomic load or store, as an aligned access is on x86:
+ * another vCPU's walker setting A/D bits with compare-and-swap (or a guest
+ * store through a real MMU) never sees it torn.
+ */
+static void
+guest_copy(uint8_t *dst, const uint8_t *src, size_t n, uint64_t gpa, bool to_guest)
+{
+    if ((n == 2 || n == 4 || n == 8) && !(gpa & (n - 1))) {
+        const uint8_t *g = to_guest ? dst : src;
+        switch (n) {
+        case 2: {
+            uint16_t v;
+            if (to_guest) {
+                memcpy(&v, src, 2);
+                __atomic_store_n((uint16_t *)(void *)dst, v, __ATOMIC_RELAXED);
+            } else {
+                v = __atomic_load_n((const uint16_t *)(const void *)g, __ATOMIC_RELAXED);
+                memcpy(dst, &v, 2);
+            }
+            return;
+        }
+        case 4: {
+            uint32_t v;
+            if (to_guest) {
+                memcpy(&v, src, 4);
+                __atomic_store_n((uint32_t *)(void *)dst, v, __ATOMIC_RELAXED);
+            } else {
+                v = __atomic_load_n((const uint32_t *)(const void *)g, __ATOMIC_RELAXED);
+                memcpy(dst, &v, 4);
+            }
+            return;
+        }
+        default: {
+            uint64_t v;
+            if (to_guest) {
+                memcpy(&v, src, 8);
+                __atomic_store_n((uint64_t *)(void *)dst, v, __ATOMIC_RELAXED);
+            } else {
+                v = __atomic_load_n((const uint64_t *)(const void *)g, __ATOMIC_RELAXED);
+                memcpy(dst, &v, 8);
+            }
+            return;
+        }
+        }
+    }
+    memcpy(dst, src, n);
+}
+
+/*
  * Walk [gpa, gpa+len) in chunks that stay within one page and one range,
  * reading into or writing from @buf.
  */
@@ -331,14 +381,14 @@ phys_access(struct pgm_vm *vm, pgm_gpa_t gpa, uint8_t *rbuf, const uint8_t *wbuf
             struct pgm_page *pg = &r->pages[(gpa - r->start) >> PGM_PAGE_SHIFT];
             uint8_t *host = pgm_load_acquire(&pg->host);
             if (rbuf) {
-                memcpy(rbuf, host ? host + off : pgm_zero_page, n);
+                guest_copy(rbuf, host ? host + off : pgm_zero_page, n, gpa, false);
             } else if (kind == PGM_PHYS_RAM) {
                 if (!host) {
                     if (pgm_phys_page_materialize(vm, r, pg) < 0)
                         return -ENOMEM;
                     host = pg->host;
                 }
-                memcpy(host + off, wbuf, n);
+                guest_copy(host + off, wbuf, n, gpa, true);
             }
             /* ROM writes are dropped. */
             break;

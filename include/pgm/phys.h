@@ -5,6 +5,10 @@
  *
  * Ranges are page aligned and may not overlap. Whatever no range covers is
  * unassigned: reads return all-ones and writes are dropped, as on a PC bus.
+ *
+ * Naturally aligned reads and writes of 2, 4 or 8 bytes are single atomic
+ * accesses (as aligned accesses are on x86), so they never tear against a
+ * walker on another thread setting A/D bits.
  */
 #ifndef PGM_PHYS_H
 #define PGM_PHYS_H
