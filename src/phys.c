@@ -314,45 +314,27 @@ pgm_phys_kind_at(struct pgm_vm *vm, pgm_gpa_t gpa)
 static void
 guest_copy(uint8_t *dst, const uint8_t *src, size_t n, uint64_t gpa, bool to_guest)
 {
-    if ((n == 2 || n == 4 || n == 8) && !(gpa & (n - 1))) {
-        const uint8_t *g = to_guest ? dst : src;
-        switch (n) {
-        case 2: {
-            uint16_t v;
-            if (to_guest) {
-                memcpy(&v, src, 2);
-                __atomic_store_n((uint16_t *)(void *)dst, v, __ATOMIC_RELAXED);
-            } else {
-                v = __atomic_load_n((const uint16_t *)(const void *)g, __ATOMIC_RELAXED);
-                memcpy(dst, &v, 2);
-            }
-            return;
-        }
-        case 4: {
-            uint32_t v;
-            if (to_guest) {
-                memcpy(&v, src, 4);
-                __atomic_store_n((uint32_t *)(void *)dst, v, __ATOMIC_RELAXED);
-            } else {
-                v = __atomic_load_n((const uint32_t *)(const void *)g, __ATOMIC_RELAXED);
-                memcpy(dst, &v, 4);
-            }
-            return;
-        }
-        default: {
-            uint64_t v;
-            if (to_guest) {
-                memcpy(&v, src, 8);
-                __atomic_store_n((uint64_t *)(void *)dst, v, __ATOMIC_RELAXED);
-            } else {
-                v = __atomic_load_n((const uint64_t *)(const void *)g, __ATOMIC_RELAXED);
-                memcpy(dst, &v, 8);
-            }
-            return;
-        }
-        }
-    }
-    memcpy(dst, src, n);
+#define ATOMIC_COPY(type)                                                           \
+    do {                                                                            \
+        type v_;                                                                    \
+        if (to_guest) {                                                             \
+            memcpy(&v_, src, sizeof(type));                                         \
+            __atomic_store_n((type *)(void *)dst, v_, __ATOMIC_RELAXED);            \
+        } else {                                                                    \
+            v_ = __atomic_load_n((const type *)(const void *)src, __ATOMIC_RELAXED); \
+            memcpy(dst, &v_, sizeof(type));                                         \
+        }                                                                           \
+    } while (0)
+
+    if (n == 2 && !(gpa & 1))
+        ATOMIC_COPY(uint16_t);
+    else if (n == 4 && !(gpa & 3))
+        ATOMIC_COPY(uint32_t);
+    else if (n == 8 && !(gpa & 7))
+        ATOMIC_COPY(uint64_t);
+    else
+        memcpy(dst, src, n);
+#undef ATOMIC_COPY
 }
 
 /*
