@@ -109,17 +109,6 @@ GST_NAME(large_frame)(const struct pgm_walk_ctx *c, uint64_t e, unsigned level)
 #endif
 }
 
-/* Copy the entries of levels top..@last into the result. */
-static inline void
-GST_NAME(copy_entries)(struct pgm_walk *w, const uint64_t *ent, const pgm_gpa_t *egpa,
-                       unsigned last)
-{
-    for (unsigned l = GST_LEVELS; l >= last && l > 0; l--) {
-        w->entry[l] = ent[l];
-        w->entry_gpa[l] = egpa[l];
-    }
-}
-
 /*
  * Phase-2 slow path: set A in every entry used and D in the leaf of a write,
  * top down, each by compare-and-swap. Returns false if an entry changed
@@ -127,20 +116,20 @@ GST_NAME(copy_entries)(struct pgm_walk *w, const uint64_t *ent, const pgm_gpa_t 
  * RAM are skipped: their updates are dropped.
  */
 static bool
-GST_NAME(set_ad)(const struct pgm_phys_map *map, uint64_t *ent, const pgm_gpa_t *egpa,
-                 unsigned leaf, bool write, uint32_t *flags, uint64_t *updates)
+GST_NAME(set_ad)(const struct pgm_phys_map *map, struct pgm_walk *w, unsigned leaf, bool write,
+                 uint32_t *flags, uint64_t *updates)
 {
     for (unsigned l = GST_FIRST_TABLE_LEVEL; l >= leaf; l--) {
         uint64_t want = PTE_A | (l == leaf && write ? PTE_D : 0);
-        if ((ent[l] & want) == want)
+        if ((w->entry[l] & want) == want)
             continue;
-        uint8_t *wr = pgm_walk_entry_writable(map, egpa[l]);
+        uint8_t *wr = pgm_walk_entry_writable(map, w->entry_gpa[l]);
         if (!wr)
             continue;
-        gst_entry_t expected = (gst_entry_t)ent[l];
-        if (!GST_CAS(wr, &expected, (gst_entry_t)(ent[l] | want)))
+        gst_entry_t expected = (gst_entry_t)w->entry[l];
+        if (!GST_CAS(wr, &expected, (gst_entry_t)(w->entry[l] | want)))
             return false;
-        ent[l] |= want;
+        w->entry[l] |= want;
         *flags |= PGM_WALK_F_AD_WRITTEN;
         (*updates)++;
     }
@@ -158,9 +147,6 @@ GST_NAME(walk)(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct pgm
     uint64_t r_start = mem->start, r_size = mem->size;
     struct pgm_page *r_pages = mem->pages;
     const uint8_t *r_base = mem->base;
-    /* Locals, not *w: stores to them cannot alias the context or the cache. */
-    uint64_t ent[PGM_MAX_LEVELS + 1];
-    pgm_gpa_t egpa[PGM_MAX_LEVELS + 1];
     uint32_t flags = 0;
     uint32_t ad_written = 0; /* survives restarts: A/D bits set by an earlier attempt stay set */
     uint32_t ec = 0;
@@ -195,8 +181,8 @@ GST_NAME(walk)(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct pgm
         {
             unsigned i = (unsigned)(gva >> 30) & 3;
             e = c->pdpte[i];
-            ent[3] = e;
-            egpa[3] = c->root + 8u * i;
+            w->entry[3] = e;
+            w->entry_gpa[3] = c->root + 8u * i;
             if (!(e & PTE_P)) {
                 level = 3;
                 ec = walk_structural_ec(c, access, false);
@@ -226,8 +212,8 @@ GST_NAME(walk)(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct pgm
                 r_base = mem->base;
             }
             e = GST_LOAD(p);
-            ent[level] = e;
-            egpa[level] = a;
+            w->entry[level] = e;
+            w->entry_gpa[level] = a;
             if (!(e & PTE_P)) {
                 ec = walk_structural_ec(c, access, false);
                 goto fault;
@@ -259,13 +245,12 @@ GST_NAME(walk)(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct pgm
         bool write = access & PGM_ACCESS_WRITE;
         if (!(access & PGM_ACCESS_NO_AD) &&
             (!(and_all & PTE_A) || (write && !(e & PTE_D)))) {
-            if (!GST_NAME(set_ad)(map, ent, egpa, level, write, &flags,
-                                  &vcpu->stats.ad_updates)) {
+            if (!GST_NAME(set_ad)(map, w, level, write, &flags, &vcpu->stats.ad_updates)) {
                 ad_written = flags & PGM_WALK_F_AD_WRITTEN;
                 vcpu->stats.walk_retries++;
                 continue;
             }
-            e = ent[level];
+            e = w->entry[level];
         }
 
         w->status = PGM_WALK_OK;
@@ -284,7 +269,6 @@ GST_NAME(walk)(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct pgm
         }
         w->global = (e & PTE_G) != 0;
         w->pkey = c->pke ? (uint8_t)pkey : 0;
-        GST_NAME(copy_entries)(w, ent, egpa, level);
         if (flags & PGM_WALK_F_NONRAM_TABLE)
             vcpu->stats.nonram_table_reads++;
         return 0;
@@ -302,7 +286,6 @@ fault:
     w->pat_index = 0;
     w->global = false;
     w->pkey = 0;
-    GST_NAME(copy_entries)(w, ent, egpa, level);
     vcpu->stats.walk_faults++;
     if (flags & PGM_WALK_F_NONRAM_TABLE)
         vcpu->stats.nonram_table_reads++;
