@@ -11,6 +11,9 @@
 
 #include "types.h"
 
+/** Most vCPUs a soft backend serves (its MMU keeps a TLB per vCPU id). */
+#define PGM_SOFT_MAX_VCPUS 256
+
 /** Scope of a TLB flush request. */
 enum pgm_flush_scope {
     PGM_FLUSH_GVA = 0,  /**< one linear address in the current PCID (and its global entry) */
@@ -74,8 +77,12 @@ struct pgm_backend_ops {
  */
 struct pgm_soft_backend;
 
-/** HPA of the soft backend's first arena page (nonzero so HPA 0 is never valid). */
-#define PGM_SOFT_HPA_BASE 0x100000000ull
+/**
+ * HPA of the soft backend's first arena page: nonzero so HPA 0 is never a
+ * page, and low so that arenas of up to 4 GiB - 1 MiB keep every page below
+ * 4 GiB, where 32-bit and PAE-format tables (and a PAE CR3) can point.
+ */
+#define PGM_SOFT_HPA_BASE 0x100000ull
 
 /**
  * Create a soft backend whose arena holds at most @p max_pages pages.
@@ -108,5 +115,86 @@ PGM_API void pgm_soft_backend_fail_after(struct pgm_soft_backend *sb, int64_t n)
  * page by page from the arena. Affects VMs and ranges created afterwards.
  */
 PGM_API void pgm_soft_backend_set_ram_blocks(struct pgm_soft_backend *sb, bool enable);
+
+/* ---- The soft backend's MMU ------------------------------------------- */
+
+/**
+ * The hardware paging state of one soft vCPU: what its real CR0/CR3/CR4/EFER
+ * would hold while the guest runs on libpgm's tables. `cr3` is also set by
+ * the backend's load_root op.
+ */
+struct pgm_soft_cpu {
+    enum pgm_guest_mode format; /**< PGM_MODE_32BIT/PAE/AMD64/LA57; REAL or PROT: paging off */
+    uint64_t cr3;               /**< root table HPA (PAE: the 32-byte aligned PDPT) */
+    uint16_t pcid;              /**< current PCID (with pcide) */
+    bool pcide;                 /**< CR4.PCIDE: TLB entries are tagged with the PCID */
+    bool wp;                    /**< CR0.WP */
+    bool pse;                   /**< CR4.PSE (32-bit format) */
+    bool pge;                   /**< CR4.PGE: global entries survive CR3 loads */
+    bool smep, smap, pke;       /**< CR4.SMEP, CR4.SMAP, CR4.PKE */
+    bool nxe;                   /**< EFER.NXE */
+    uint32_t pkru;              /**< PKRU */
+};
+
+/** Outcome of a soft-MMU translation. */
+enum pgm_soft_mmu_status {
+    PGM_SOFT_MMU_OK = 0,   /**< translated: hpa / ptr valid */
+    PGM_SOFT_MMU_PF,       /**< #PF with error_code, as the hardware would raise it */
+    PGM_SOFT_MMU_GP,       /**< non-canonical address */
+    /**
+     * A table or the final page is not memory this backend handed out: a
+     * table entry points at a freed or foreign page. Real hardware would
+     * read whatever is there; here it is an isolation bug in the tables.
+     */
+    PGM_SOFT_MMU_BAD_HPA,
+};
+
+/** Result of pgm_soft_mmu_translate(). */
+struct pgm_soft_mmu_result {
+    enum pgm_soft_mmu_status status;
+    uint32_t error_code;  /**< #PF error code (PGM_SOFT_MMU_PF) */
+    pgm_hpa_t hpa;        /**< host-physical address of the byte (OK) */
+    void *ptr;            /**< host pointer of the byte (OK) */
+    unsigned page_shift;  /**< 12, 21, 22 or 30 */
+    bool tlb_hit;         /**< answered from the TLB, without a walk */
+};
+
+/** Soft-MMU counters of one vCPU. */
+struct pgm_soft_mmu_stats {
+    uint64_t translations, tlb_hits, walks, faults, flushes, entries_flushed;
+};
+
+/** Number of TLB entries per soft vCPU (fully associative, round-robin replacement). */
+#define PGM_SOFT_TLB_ENTRIES 64
+
+/**
+ * Set vCPU @p vcpu's hardware paging state. A change of format, CR4.PSE,
+ * CR4.PGE, CR4.PCIDE or EFER.NXE (which change how cached translations read)
+ * flushes the vCPU's whole TLB. A change of `cr3` or `pcid` flushes nothing:
+ * like a VPID-tagged hardware TLB across VM entries, the soft MMU drops
+ * translations only when asked through the backend's flush op, so a flush
+ * that libpgm forgets to request shows up as a stale translation. WP, SMEP,
+ * SMAP, PKE and PKRU are applied at access time to the cached rights, as
+ * hardware does. PAE: the PDPTEs are read from `cr3` now (the latch).
+ * @return 0; -EINVAL (bad vCPU id or format, PAE PDPT not backend memory)
+ */
+PGM_API int pgm_soft_mmu_set_cpu(struct pgm_soft_backend *sb, unsigned vcpu,
+                                 const struct pgm_soft_cpu *cpu);
+
+/**
+ * Translate @p va for an access of kind @p access (`pgm_access` flags) as the
+ * hardware would: from the TLB if it holds the address, else by walking the
+ * tables at the vCPU's CR3 (setting their A/D bits atomically) and filling
+ * the TLB. A TLB entry whose cached rights deny the access raises #PF and is
+ * dropped, as on real CPUs; a write through an entry cached with D = 0
+ * walks again to set D. Translations live until a flush of their scope.
+ * @return 0 (result in @p out); -EINVAL for a bad vCPU or NULL pointer
+ */
+PGM_API int pgm_soft_mmu_translate(struct pgm_soft_backend *sb, unsigned vcpu, uint64_t va,
+                                   uint32_t access, struct pgm_soft_mmu_result *out);
+
+/** Read vCPU @p vcpu's soft-MMU counters (zeros for a vCPU never used). */
+PGM_API void pgm_soft_mmu_stats(struct pgm_soft_backend *sb, unsigned vcpu,
+                                struct pgm_soft_mmu_stats *out);
 
 #endif /* PGM_BACKEND_H */

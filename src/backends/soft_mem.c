@@ -23,38 +23,11 @@
 #include <sys/mman.h>
 
 #include "pgm/backend.h"
+#include "src/backends/soft.h"
 
-#define CHUNK_SHIFT 21
-#define CHUNK_PAGES (1u << (CHUNK_SHIFT - PGM_PAGE_SHIFT))
-#define MAX_PAGES   (1ull << 28)
-
-struct chunk {
-    uint8_t *mem;                     /* NULL until first used */
-    uint64_t in_use[CHUNK_PAGES / 64];
-};
-
-struct ram_block {
-    pgm_hpa_t hpa;
-    uint8_t *ptr;
-    uint64_t npages; /* 0: slot free */
-};
-
-struct pgm_soft_backend {
-    pthread_mutex_t lock;
-    bool blocks_enabled;
-    pgm_hpa_t block_hpa_next;
-    struct ram_block *blocks;
-    size_t nblocks, blocks_cap;
-    uint64_t blocks_in_use;
-    uint64_t max_pages;
-    uint64_t nchunks;
-    struct chunk *chunks;
-    uint64_t bump;         /* next never-used page index */
-    uint64_t *free_list;   /* stack of freed page indices */
-    uint64_t nfree;
-    uint64_t in_use;
-    int64_t fail_after;    /* <0: never; else allocations left before failing */
-};
+#define CHUNK_SHIFT SOFT_CHUNK_SHIFT
+#define CHUNK_PAGES SOFT_CHUNK_PAGES
+#define MAX_PAGES   SOFT_MAX_PAGES
 
 PGM_API int
 pgm_soft_backend_create(uint64_t max_pages, struct pgm_soft_backend **out)
@@ -80,6 +53,7 @@ pgm_soft_backend_create(uint64_t max_pages, struct pgm_soft_backend **out)
     sb->block_hpa_next = (PGM_SOFT_HPA_BASE + (max_pages << PGM_PAGE_SHIFT) + (1ull << 30) - 1) &
                          ~((1ull << 30) - 1);
     pthread_mutex_init(&sb->lock, NULL);
+    pthread_mutex_init(&sb->vcpus_lock, NULL);
     *out = sb;
     return 0;
 }
@@ -97,6 +71,8 @@ pgm_soft_backend_destroy(struct pgm_soft_backend *sb)
     free(sb->blocks);
     free(sb->chunks);
     free(sb->free_list);
+    pgm_soft_mmu_destroy(sb);
+    pthread_mutex_destroy(&sb->vcpus_lock);
     pthread_mutex_destroy(&sb->lock);
     free(sb);
 }
@@ -113,7 +89,7 @@ soft_alloc_page(void *ctx, pgm_hpa_t *hpa, void **ptr)
     if (sb->nfree) {
         idx = sb->free_list[--sb->nfree];
     } else if (sb->bump < sb->max_pages) {
-        struct chunk *c = &sb->chunks[sb->bump / CHUNK_PAGES];
+        struct soft_chunk *c = &sb->chunks[sb->bump / CHUNK_PAGES];
         if (!c->mem) {
             c->mem = aligned_alloc((size_t)1 << CHUNK_SHIFT, (size_t)1 << CHUNK_SHIFT);
             if (!c->mem)
@@ -123,7 +99,7 @@ soft_alloc_page(void *ctx, pgm_hpa_t *hpa, void **ptr)
     } else {
         goto out;
     }
-    struct chunk *c = &sb->chunks[idx / CHUNK_PAGES];
+    struct soft_chunk *c = &sb->chunks[idx / CHUNK_PAGES];
     unsigned slot = idx % CHUNK_PAGES;
     uint8_t *p = c->mem + ((size_t)slot << PGM_PAGE_SHIFT);
     memset(p, 0, PGM_PAGE_SIZE);
@@ -148,7 +124,7 @@ page_index(const struct pgm_soft_backend *sb, pgm_hpa_t hpa)
     uint64_t idx = (hpa - PGM_SOFT_HPA_BASE) >> PGM_PAGE_SHIFT;
     if (idx >= sb->bump)
         return UINT64_MAX;
-    const struct chunk *c = &sb->chunks[idx / CHUNK_PAGES];
+    const struct soft_chunk *c = &sb->chunks[idx / CHUNK_PAGES];
     unsigned slot = idx % CHUNK_PAGES;
     if (!(c->in_use[slot / 64] & (1ull << (slot % 64))))
         return UINT64_MAX;
@@ -163,7 +139,7 @@ soft_free_page(void *ctx, pgm_hpa_t hpa, void *ptr)
     pthread_mutex_lock(&sb->lock);
     uint64_t idx = page_index(sb, hpa & PGM_PAGE_MASK);
     if (idx != UINT64_MAX) {
-        struct chunk *c = &sb->chunks[idx / CHUNK_PAGES];
+        struct soft_chunk *c = &sb->chunks[idx / CHUNK_PAGES];
         unsigned slot = idx % CHUNK_PAGES;
         c->in_use[slot / 64] &= ~(1ull << (slot % 64));
         sb->free_list[sb->nfree++] = idx;
@@ -172,10 +148,9 @@ soft_free_page(void *ctx, pgm_hpa_t hpa, void *ptr)
     pthread_mutex_unlock(&sb->lock);
 }
 
-static void *
-soft_hpa_to_ptr(void *ctx, pgm_hpa_t hpa)
+void *
+pgm_soft_hpa_ptr(struct pgm_soft_backend *sb, pgm_hpa_t hpa)
 {
-    struct pgm_soft_backend *sb = ctx;
     void *p = NULL;
     pthread_mutex_lock(&sb->lock);
     uint64_t idx = page_index(sb, hpa);
@@ -184,7 +159,7 @@ soft_hpa_to_ptr(void *ctx, pgm_hpa_t hpa)
             ((size_t)(idx % CHUNK_PAGES) << PGM_PAGE_SHIFT) + (hpa & ~PGM_PAGE_MASK);
     } else {
         for (size_t i = 0; i < sb->nblocks; i++) {
-            const struct ram_block *b = &sb->blocks[i];
+            const struct soft_ram_block *b = &sb->blocks[i];
             if (b->npages && hpa - b->hpa < (b->npages << PGM_PAGE_SHIFT)) {
                 p = b->ptr + (hpa - b->hpa);
                 break;
@@ -193,6 +168,12 @@ soft_hpa_to_ptr(void *ctx, pgm_hpa_t hpa)
     }
     pthread_mutex_unlock(&sb->lock);
     return p;
+}
+
+static void *
+soft_hpa_to_ptr(void *ctx, pgm_hpa_t hpa)
+{
+    return pgm_soft_hpa_ptr(ctx, hpa);
 }
 
 static int
@@ -211,7 +192,7 @@ soft_alloc_ram_block(void *ctx, uint64_t npages, pgm_hpa_t *hpa, void **ptr)
             slot = i;
     if (slot == sb->nblocks && sb->nblocks == sb->blocks_cap) {
         size_t cap = sb->blocks_cap ? sb->blocks_cap * 2 : 8;
-        struct ram_block *nb = realloc(sb->blocks, cap * sizeof(*nb));
+        struct soft_ram_block *nb = realloc(sb->blocks, cap * sizeof(*nb));
         if (!nb)
             goto out;
         sb->blocks = nb;
@@ -224,7 +205,7 @@ soft_alloc_ram_block(void *ctx, uint64_t npages, pgm_hpa_t *hpa, void **ptr)
         goto out;
     if (slot == sb->nblocks)
         sb->nblocks++;
-    struct ram_block *b = &sb->blocks[slot];
+    struct soft_ram_block *b = &sb->blocks[slot];
     b->hpa = sb->block_hpa_next;
     b->ptr = p;
     b->npages = npages;
@@ -246,7 +227,7 @@ soft_free_ram_block(void *ctx, pgm_hpa_t hpa, void *ptr, uint64_t npages)
     struct pgm_soft_backend *sb = ctx;
     pthread_mutex_lock(&sb->lock);
     for (size_t i = 0; i < sb->nblocks; i++) {
-        struct ram_block *b = &sb->blocks[i];
+        struct soft_ram_block *b = &sb->blocks[i];
         if (b->npages && b->hpa == hpa && b->ptr == ptr && b->npages == npages) {
             munmap(b->ptr, (size_t)npages << PGM_PAGE_SHIFT);
             b->npages = 0;
@@ -264,6 +245,8 @@ static const struct pgm_backend_ops soft_ops = {
     .hpa_to_ptr = soft_hpa_to_ptr,
     .alloc_ram_block = soft_alloc_ram_block,
     .free_ram_block = soft_free_ram_block,
+    .load_root = pgm_soft_mmu_load_root,
+    .flush = pgm_soft_mmu_flush,
 };
 
 PGM_API const struct pgm_backend_ops *
