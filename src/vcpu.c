@@ -237,23 +237,3 @@ pgm_guest_mode_name(enum pgm_guest_mode mode)
     };
     return (unsigned)mode < PGM_MODE_COUNT ? names[mode] : "invalid";
 }
-
-PGM_API int
-pgm_sync_cr3(struct pgm_vcpu *vcpu, uint64_t cr3)
-{
-    if (!vcpu)
-        return -EINVAL;
-    const struct pgm_cpu_state *s = &vcpu->state;
-    if (!(s->efer & PGM_EFER_LMA))
-        cr3 &= 0xffffffffull;
-    struct pgm_walk_ctx ctx = vcpu->wctx;
-    if (vcpu->gops->load_cr3(vcpu->vm, cr3, (s->cr4 & PGM_CR4_PCIDE) != 0, &ctx)) {
-        vcpu->stats.cr3_gp++;
-        return PGM_RC_INJECT_GP;
-    }
-    vcpu->wctx = ctx;
-    /* NOFLUSH (bit 63 with PCIDE) is an instruction modifier, never stored. */
-    vcpu->state.cr3 = cr3 & ~(1ull << 63);
-    vcpu->stats.cr3_loads++;
-    return 0;
-}
