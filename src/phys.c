@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "src/alloc.h"
+#include "src/handlers/registry.h"
 #include "src/phys.h"
 #include "src/vm.h"
 
@@ -233,6 +234,10 @@ pgm_phys_remove(struct pgm_vm *vm, pgm_gpa_t gpa)
         pgm_vm_unlock(vm);
         return -ENOENT;
     }
+    if (pgm_handlers_overlap(vm, old->range[pos]->start, old->range[pos]->size)) {
+        pgm_vm_unlock(vm);
+        return -EBUSY;
+    }
     struct pgm_phys_map *map = pgm_alloc(&vm->alloc, sizeof(*map) +
                                          (old->count - 1) * sizeof(map->range[0]));
     struct pgm_retired *r1 = pgm_alloc(&vm->alloc, sizeof(*r1));
@@ -338,8 +343,39 @@ guest_copy(uint8_t *dst, const uint8_t *src, size_t n, uint64_t gpa, bool to_gue
 }
 
 /*
- * Walk [gpa, gpa+len) in chunks that stay within one page and one range,
- * reading into or writing from @buf.
+ * Give one chunk (inside one page and one handler) to handler @h. Returns
+ * 1 if libpgm must still do the default access, 0 if the handler did it, or
+ * PGM_RC_HANDLER_EXIT.
+ */
+static int
+call_handler(struct pgm_vm *vm, const struct pgm_phys_handler *h, pgm_gpa_t gpa, uint8_t *rbuf,
+             const uint8_t *wbuf, size_t n)
+{
+    __atomic_fetch_add(&vm->stats.handler_calls, 1, __ATOMIC_RELAXED);
+    /*
+     * A write handler sees the bytes the guest writes; it gets a private
+     * copy so it cannot change the caller's buffer.
+     */
+    uint8_t tmp[PGM_PAGE_SIZE];
+    if (wbuf)
+        memcpy(tmp, wbuf, n);
+    enum pgm_handler_result res = h->fn(NULL, gpa, rbuf ? rbuf : tmp, n, wbuf != NULL,
+                                        PGM_ORIGIN_PHYS_API, h->user);
+    switch (res) {
+    case PGM_HANDLER_HANDLED:
+        return 0;
+    case PGM_HANDLER_EXIT:
+        return PGM_RC_HANDLER_EXIT;
+    case PGM_HANDLER_DEFAULT:
+    default:
+        return 1;
+    }
+}
+
+/*
+ * Walk [gpa, gpa+len) in chunks that stay within one page (so within one
+ * range and one handler, both page granular), reading into @rbuf or writing
+ * from @wbuf, and routing chunks with a handler through it.
  */
 static int
 phys_access(struct pgm_vm *vm, pgm_gpa_t gpa, uint8_t *rbuf, const uint8_t *wbuf, size_t len)
@@ -361,6 +397,17 @@ phys_access(struct pgm_vm *vm, pgm_gpa_t gpa, uint8_t *rbuf, const uint8_t *wbuf
         case PGM_PHYS_RAM:
         case PGM_PHYS_ROM: {
             struct pgm_page *pg = &r->pages[(gpa - r->start) >> PGM_PAGE_SHIFT];
+            enum pgm_handler_kind hk = pgm_page_handler_state(pg);
+            if (hk == PGM_HANDLER_ALL || (hk == PGM_HANDLER_WRITE && wbuf)) {
+                const struct pgm_phys_handler *h = pgm_handler_find(vm, gpa);
+                if (h) {
+                    int hr = call_handler(vm, h, gpa, rbuf, wbuf, n);
+                    if (hr == PGM_RC_HANDLER_EXIT)
+                        return hr;
+                    if (hr == 0)
+                        break; /* the handler did the access */
+                }
+            }
             uint8_t *host = pgm_load_acquire(&pg->host);
             if (rbuf) {
                 guest_copy(rbuf, host ? host + off : pgm_zero_page, n, gpa, false);
@@ -375,12 +422,17 @@ phys_access(struct pgm_vm *vm, pgm_gpa_t gpa, uint8_t *rbuf, const uint8_t *wbuf
             /* ROM writes are dropped. */
             break;
         }
-        case PGM_PHYS_MMIO:
-            /* No handler registry yet: report it, read as all-ones. */
-            rc = -ENODEV;
-            if (rbuf)
+        case PGM_PHYS_MMIO: {
+            const struct pgm_phys_handler *h = pgm_handler_find(vm, gpa);
+            int hr = h ? call_handler(vm, h, gpa, rbuf, wbuf, n) : 1;
+            if (hr == PGM_RC_HANDLER_EXIT)
+                return hr;
+            if (!h)
+                rc = -ENODEV; /* no device behind it: reads all-ones, writes dropped */
+            if (hr == 1 && rbuf)
                 memset(rbuf, 0xff, n);
             break;
+        }
         case PGM_PHYS_UNASSIGNED:
             if (rbuf)
                 memset(rbuf, 0xff, n);

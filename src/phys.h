@@ -27,8 +27,9 @@
 
 /* One guest page. */
 struct pgm_page {
-    uint8_t *host;  /* host mapping; NULL while a RAM page is still all zeros */
-    pgm_hpa_t hpa;  /* host-physical address when host != NULL */
+    uint8_t *host;     /* host mapping; NULL while a RAM page is still all zeros */
+    pgm_hpa_t hpa;     /* host-physical address when host != NULL */
+    uint32_t handler;  /* handler state, see src/handlers/registry.h */
 };
 
 struct pgm_phys_range {

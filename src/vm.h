@@ -2,8 +2,9 @@
 /*
  * The VM and vCPU objects (internal).
  *
- * Locking (DESIGN.md section 10): `vm->lock` guards the physical map's
- * writers, page materialisation and, later, the pool and handler registry.
+ * Locking (DESIGN.md section 10): `vm->lock` guards the writers of the
+ * physical map and of the handler registry, page materialisation and, later,
+ * the pool.
  * A vCPU's own fields are touched only by the thread running that vCPU, so
  * they need no lock; per-vCPU counters are plain integers summed by
  * pgm_stats().
@@ -16,6 +17,7 @@
 #include "pgm/backend.h"
 #include "pgm/stats.h"
 #include "pgm/vm.h"
+#include "src/handlers/registry.h"
 #include "src/modes/guest.h"
 #include "src/phys.h"
 
@@ -37,6 +39,7 @@ struct pgm_vm {
     struct pgm_allocator alloc;
     pthread_mutex_t lock;
     struct pgm_phys phys;
+    struct pgm_handlers handlers;
     struct pgm_stats stats;              /* VM-wide share (under lock) */
     unsigned vcpu_count;
     struct pgm_vcpu *vcpus;

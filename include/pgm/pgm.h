@@ -11,6 +11,7 @@
 #include "types.h"
 #include "vm.h"
 #include "phys.h"
+#include "handler.h"
 #include "regs.h"
 #include "paging.h"
 #include "backend.h"

@@ -16,6 +16,9 @@
 #include "types.h"
 #include "vm.h"
 
+/** Positive return code: a handler returned PGM_HANDLER_EXIT (see handler.h). */
+#define PGM_RC_HANDLER_EXIT 2
+
 /** Kinds of guest-physical range. */
 enum pgm_phys_kind {
     PGM_PHYS_UNASSIGNED = 0, /**< no range: reads all-ones, writes dropped */
@@ -48,7 +51,9 @@ PGM_API int pgm_phys_add_mmio(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size);
 
 /**
  * Remove the range that starts exactly at @p gpa, freeing its host pages.
- * @return 0; -ENOENT if no range starts there
+ * Another thread must not be accessing the range meanwhile.
+ * @return 0; -ENOENT if no range starts there; -EBUSY while a handler
+ *         covers part of it (deregister it first)
  */
 PGM_API int pgm_phys_remove(struct pgm_vm *vm, pgm_gpa_t gpa);
 
@@ -59,17 +64,21 @@ PGM_API enum pgm_phys_kind pgm_phys_kind_at(struct pgm_vm *vm, pgm_gpa_t gpa);
  * Read guest-physical memory, across page and range boundaries.
  * RAM reads see zeros where never written, ROM reads its image, unassigned
  * space reads all-ones.
+ * Pages with an ALL or MMIO handler are read through it (handler.h).
  * @return 0; -ENODEV if part of the span is MMIO with no handler (those bytes
- *         read as all-ones, the rest is read normally); -EINVAL on NULL
- *         @p buf with nonzero @p len or a span that wraps past 2^64.
+ *         read as all-ones, the rest is read normally); PGM_RC_HANDLER_EXIT
+ *         if a handler asked the embedder to finish the access (the bytes
+ *         before it were read, none after); -EINVAL on NULL @p buf with
+ *         nonzero @p len or a span that wraps past 2^64.
  */
 PGM_API int pgm_phys_read(struct pgm_vm *vm, pgm_gpa_t gpa, void *buf, size_t len);
 
 /**
  * Write guest-physical memory, across page and range boundaries. The first
  * write to a RAM page allocates its host page. ROM and unassigned bytes are
- * dropped.
+ * dropped. Pages with a WRITE, ALL or MMIO handler are written through it.
  * @return 0; -ENODEV as for pgm_phys_read() (MMIO bytes are not written);
+ *         PGM_RC_HANDLER_EXIT as for pgm_phys_read();
  *         -ENOMEM if a host page could not be allocated (bytes before it were
  *         written, none after); -EINVAL as for pgm_phys_read()
  */

@@ -20,6 +20,7 @@ struct pgm_stats {
     uint64_t cr3_loads;        /**< pgm_sync_cr3 calls that succeeded */
     uint64_t cr3_gp;           /**< CR3 / state loads refused with #GP */
     uint64_t ram_pages_allocated; /**< host pages allocated for guest RAM */
+    uint64_t handler_calls;    /**< physical handler callbacks made */
 };
 
 /** Fill @p stats with the VM's counters. */

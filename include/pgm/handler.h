@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file handler.h
+ * @brief Physical access handlers: callbacks on guest-physical ranges.
+ *
+ * A handler is how a VMM sees the guest touch memory it cares about: device
+ * MMIO, ROM, pages it write-monitors (dirty logging, introspection). Handlers
+ * cover page-aligned GPA ranges and never overlap. Each RAM or ROM page has a
+ * handler state, the kind of the handler covering it (NONE < WRITE < ALL),
+ * unless it was turned off for that page with pgm_handler_temp_off().
+ *
+ * Today accesses made through pgm_phys_read() / pgm_phys_write() are
+ * dispatched to handlers; the shadow and nested table builders reflect the
+ * per-page state into their entries as they arrive.
+ */
+#ifndef PGM_HANDLER_H
+#define PGM_HANDLER_H
+
+#include "types.h"
+#include "vm.h"
+
+/** What a handler intercepts. */
+enum pgm_handler_kind {
+    PGM_HANDLER_NONE = 0, /**< (page state only) no handler, or turned off */
+    PGM_HANDLER_WRITE,    /**< writes to RAM/ROM pages */
+    PGM_HANDLER_ALL,      /**< reads and writes to RAM/ROM pages */
+    PGM_HANDLER_MMIO,     /**< every access to MMIO pages (which have no backing) */
+};
+
+/** What the callback did with an access. */
+enum pgm_handler_result {
+    /** The callback performed the access (for a read it filled the buffer). */
+    PGM_HANDLER_HANDLED = 0,
+    /**
+     * libpgm performs the access on the backing page: after the callback for
+     * a write (the callback sees the value before it lands). On MMIO there is
+     * no backing: reads return all-ones and writes are dropped.
+     */
+    PGM_HANDLER_DEFAULT,
+    /** The embedder must finish the access elsewhere (another thread, device model). */
+    PGM_HANDLER_EXIT,
+};
+
+/** Who made the access. */
+enum pgm_access_origin {
+    PGM_ORIGIN_PHYS_API = 0, /**< pgm_phys_read() / pgm_phys_write() by the VMM */
+    PGM_ORIGIN_GUEST,        /**< a guest instruction libpgm emulated */
+};
+
+/**
+ * Handler callback. Called for a span of @p size bytes at @p gpa that lies in
+ * one page and one handler; an access crossing pages or handlers is split.
+ * Called without libpgm's locks held, so it may call back into libpgm (for
+ * other addresses).
+ * @param vcpu    the vCPU whose instruction made the access, or NULL (phys API)
+ * @param gpa     guest-physical address of the first byte
+ * @param buf     the bytes written, or where a read's bytes go
+ * @param size    1 .. 4096
+ * @param write   true for a write
+ * @param origin  who made the access
+ * @param user    the registration's `user`
+ */
+typedef enum pgm_handler_result (*pgm_phys_handler_fn)(struct pgm_vcpu *vcpu, pgm_gpa_t gpa,
+                                                       void *buf, size_t size, bool write,
+                                                       enum pgm_access_origin origin, void *user);
+
+/** A physical handler registration. */
+struct pgm_phys_handler {
+    enum pgm_handler_kind kind; /**< WRITE, ALL or MMIO */
+    pgm_gpa_t gpa;              /**< first byte, page aligned */
+    uint64_t size;              /**< bytes, a nonzero page multiple */
+    pgm_phys_handler_fn fn;     /**< the callback */
+    void *user;                 /**< passed to @p fn */
+};
+
+/**
+ * Register a handler. WRITE and ALL handlers must cover only RAM or ROM pages,
+ * MMIO handlers only MMIO pages.
+ * @return 0; -EINVAL (bad kind, alignment, NULL callback, or pages of the
+ *         wrong kind or unassigned); -EEXIST (overlaps another handler);
+ *         -ENOMEM
+ */
+PGM_API int pgm_handler_register(struct pgm_vm *vm, const struct pgm_phys_handler *h);
+
+/**
+ * Deregister the handler whose range starts at @p gpa. A callback already
+ * running on another thread may still finish after this returns: free the
+ * handler's `user` data only once no vCPU or thread can be in an access.
+ * @return 0; -ENOENT
+ */
+PGM_API int pgm_handler_deregister(struct pgm_vm *vm, pgm_gpa_t gpa);
+
+/**
+ * Move and/or resize the handler starting at @p gpa to [@p new_gpa,
+ * @p new_gpa + @p new_size). Pages it leaves lose their handler state; pages
+ * it gains take it (temp-off marks are cleared).
+ * @return 0; -ENOENT; -EINVAL / -EEXIST as for registration (the handler is
+ *         then unchanged); -ENOMEM
+ */
+PGM_API int pgm_handler_modify(struct pgm_vm *vm, pgm_gpa_t gpa, pgm_gpa_t new_gpa,
+                               uint64_t new_size);
+
+/**
+ * Stop calling the WRITE or ALL handler for the page at @p gpa until
+ * pgm_handler_reset() (dirty logging: only the first write to a page per
+ * round costs a callback).
+ * @return 0; -ENOENT (no handler there); -EINVAL (an MMIO handler: its
+ *         pages have nothing to fall back to)
+ */
+PGM_API int pgm_handler_temp_off(struct pgm_vm *vm, pgm_gpa_t gpa);
+
+/**
+ * Re-arm every page of the handler starting at @p gpa.
+ * @return 0; -ENOENT
+ */
+PGM_API int pgm_handler_reset(struct pgm_vm *vm, pgm_gpa_t gpa);
+
+/** @return the effective handler state of the page at @p gpa (NONE for unassigned). */
+PGM_API enum pgm_handler_kind pgm_handler_state(struct pgm_vm *vm, pgm_gpa_t gpa);
+
+#endif /* PGM_HANDLER_H */

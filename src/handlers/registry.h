@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Physical handler registry (internal).
+ *
+ * Handlers live in an immutable array sorted by start address, published
+ * like the physical map (src/phys.h): writers build a new array under the VM
+ * lock and retire the old one and any replaced handler object until VM
+ * destruction, so dispatch on any thread reads without a lock and a handler
+ * object it found stays readable.
+ *
+ * Each RAM/ROM page descriptor carries the page's handler state
+ * (`struct pgm_page.handler`): the covering handler's kind plus a temp-off
+ * bit, written under the VM lock with atomic stores and read atomically.
+ * MMIO pages have no descriptors; their handler is found in the array.
+ */
+#ifndef PGM_SRC_HANDLERS_REGISTRY_H
+#define PGM_SRC_HANDLERS_REGISTRY_H
+
+#include "pgm/handler.h"
+#include "src/phys.h"
+
+/* struct pgm_page.handler: kind in bits 1:0, temp-off in bit 2. */
+#define PGM_PAGE_HANDLER_KIND_MASK 0x3u
+#define PGM_PAGE_HANDLER_TEMP_OFF  0x4u
+
+struct pgm_handler_map {
+    uint32_t count;
+    const struct pgm_phys_handler *h[]; /* sorted by gpa, non-overlapping */
+};
+
+struct pgm_handlers {
+    struct pgm_handler_map *map;  /* never NULL after init */
+    struct pgm_retired *retired;  /* old arrays and replaced handler objects */
+};
+
+struct pgm_vm;
+
+int pgm_handlers_init(struct pgm_vm *vm);
+void pgm_handlers_fini(struct pgm_vm *vm);
+
+/* The handler covering @gpa in the current array, or NULL. */
+const struct pgm_phys_handler *pgm_handler_find(struct pgm_vm *vm, pgm_gpa_t gpa);
+
+/* Does any handler overlap [gpa, gpa + size)? (VM lock held) */
+bool pgm_handlers_overlap(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size);
+
+/* Effective state of a page descriptor (NONE, WRITE or ALL). */
+static inline enum pgm_handler_kind
+pgm_page_handler_state(const struct pgm_page *pg)
+{
+    uint32_t v = __atomic_load_n(&pg->handler, __ATOMIC_RELAXED);
+    return (v & PGM_PAGE_HANDLER_TEMP_OFF) ? PGM_HANDLER_NONE
+                                           : (enum pgm_handler_kind)(v & PGM_PAGE_HANDLER_KIND_MASK);
+}
+
+#endif /* PGM_SRC_HANDLERS_REGISTRY_H */
