@@ -55,6 +55,19 @@ free_range(struct pgm_vm *vm, struct pgm_phys_range *r, int free_struct)
         pgm_free(&vm->alloc, r->pages);
         r->pages = NULL;
     }
+    if (r->kind == PGM_PHYS_ROM) {
+        /* `pages` is only a view: free what rom_image / rom_shadow own. */
+        struct pgm_page *own[2] = { r->rom_image, r->rom_shadow };
+        for (int k = 0; k < 2; k++) {
+            for (uint64_t i = 0; own[k] && i < r->size >> PGM_PAGE_SHIFT; i++)
+                if (own[k][i].host)
+                    vm->be->free_page(vm->be_ctx, own[k][i].hpa, own[k][i].host);
+            pgm_free(&vm->alloc, own[k]);
+        }
+        r->rom_image = r->rom_shadow = NULL;
+        pgm_free(&vm->alloc, r->pages);
+        r->pages = NULL;
+    }
     if (r->pages) {
         uint64_t n = r->size >> PGM_PAGE_SHIFT;
         for (uint64_t i = 0; i < n; i++) {
@@ -177,8 +190,13 @@ add_range(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size, enum pgm_phys_kind ki
     }
     if (kind == PGM_PHYS_ROM) {
         /* ROM is backed eagerly: its pages are what shadows will map. */
+        r->rom_image = pgm_zalloc_array(&vm->alloc, (size_t)npages, sizeof(struct pgm_page));
+        if (!r->rom_image) {
+            free_range(vm, r, 1);
+            return -ENOMEM;
+        }
         for (uint64_t i = 0; i < npages; i++) {
-            struct pgm_page *pg = &r->pages[i];
+            struct pgm_page *pg = &r->rom_image[i];
             void *ptr;
             if (vm->be->alloc_page(vm->be_ctx, &pg->hpa, &ptr) < 0) {
                 free_range(vm, r, 1);
@@ -190,6 +208,7 @@ add_range(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size, enum pgm_phys_kind ki
                 size_t n = image_size - off < PGM_PAGE_SIZE ? image_size - off : PGM_PAGE_SIZE;
                 memcpy(pg->host, (const uint8_t *)image + off, n);
             }
+            r->pages[i] = *pg;
         }
     }
 
@@ -299,6 +318,53 @@ pgm_phys_page_materialize(struct pgm_vm *vm, struct pgm_phys_range *r, struct pg
     }
     pgm_vm_unlock(vm);
     return rc;
+}
+
+PGM_API int
+pgm_phys_rom_set_mode(struct pgm_vm *vm, pgm_gpa_t gpa, enum pgm_rom_mode mode)
+{
+    if (!vm || (mode != PGM_ROM_MODE_ROM && mode != PGM_ROM_MODE_SHADOW_RW &&
+                mode != PGM_ROM_MODE_SHADOW_RO))
+        return -EINVAL;
+    pgm_vm_lock(vm);
+    struct pgm_phys_range *r = pgm_phys_map_find(vm->phys.map, gpa);
+    if (!r || r->start != gpa || r->kind != PGM_PHYS_ROM) {
+        pgm_vm_unlock(vm);
+        return -ENOENT;
+    }
+    uint64_t npages = r->size >> PGM_PAGE_SHIFT;
+    if (mode != PGM_ROM_MODE_ROM && !r->rom_shadow) {
+        struct pgm_page *shadow = pgm_zalloc_array(&vm->alloc, (size_t)npages, sizeof(*shadow));
+        for (uint64_t i = 0; shadow && i < npages; i++) {
+            void *ptr;
+            if (vm->be->alloc_page(vm->be_ctx, &shadow[i].hpa, &ptr) < 0) {
+                for (uint64_t j = 0; j < i; j++)
+                    vm->be->free_page(vm->be_ctx, shadow[j].hpa, shadow[j].host);
+                pgm_free(&vm->alloc, shadow);
+                shadow = NULL;
+                break;
+            }
+            shadow[i].host = ptr;
+            memcpy(ptr, r->rom_image[i].host, PGM_PAGE_SIZE);
+        }
+        if (!shadow) {
+            pgm_vm_unlock(vm);
+            return -ENOMEM;
+        }
+        r->rom_shadow = shadow;
+    }
+    /*
+     * Repoint the view. A reader racing with the switch sees either page of
+     * a pair (hpa is stored before the host pointer it belongs with).
+     */
+    const struct pgm_page *src = mode == PGM_ROM_MODE_ROM ? r->rom_image : r->rom_shadow;
+    for (uint64_t i = 0; i < npages; i++) {
+        r->pages[i].hpa = src[i].hpa;
+        pgm_store_release(&r->pages[i].host, src[i].host);
+    }
+    __atomic_store_n(&r->rom_mode, mode, __ATOMIC_RELEASE);
+    pgm_vm_unlock(vm);
+    return 0;
 }
 
 PGM_API enum pgm_phys_kind
@@ -411,7 +477,11 @@ phys_access(struct pgm_vm *vm, pgm_gpa_t gpa, uint8_t *rbuf, const uint8_t *wbuf
             uint8_t *host = pgm_load_acquire(&pg->host);
             if (rbuf) {
                 guest_copy(rbuf, host ? host + off : pgm_zero_page, n, gpa, false);
-            } else if (kind == PGM_PHYS_RAM) {
+            } else if (kind == PGM_PHYS_ROM) {
+                /* Only a writable shadow copy takes writes; the image never does. */
+                if (__atomic_load_n(&r->rom_mode, __ATOMIC_ACQUIRE) == PGM_ROM_MODE_SHADOW_RW)
+                    guest_copy(host + off, wbuf, n, gpa, true);
+            } else {
                 if (!host) {
                     if (pgm_phys_page_materialize(vm, r, pg) < 0)
                         return -ENOMEM;
@@ -419,7 +489,6 @@ phys_access(struct pgm_vm *vm, pgm_gpa_t gpa, uint8_t *rbuf, const uint8_t *wbuf
                 }
                 guest_copy(host + off, wbuf, n, gpa, true);
             }
-            /* ROM writes are dropped. */
             break;
         }
         case PGM_PHYS_MMIO: {

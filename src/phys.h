@@ -45,6 +45,15 @@ struct pgm_phys_range {
      */
     uint8_t *block;
     pgm_hpa_t block_hpa;
+    /*
+     * ROM: `pages` is the view the guest sees; the pages themselves are owned
+     * by `rom_image` (the image, always) and `rom_shadow` (a writable copy,
+     * allocated at the first switch to a shadow mode). Switching the mode
+     * repoints `pages` under the VM lock.
+     */
+    enum pgm_rom_mode rom_mode;
+    struct pgm_page *rom_image;
+    struct pgm_page *rom_shadow;
 };
 
 /* Immutable sorted snapshot of the ranges. */

@@ -112,6 +112,7 @@ pgm_vm_destroy(struct pgm_vm *vm)
 {
     if (!vm)
         return;
+    pgm_dirty_logs_fini(vm);
     pgm_handlers_fini(vm);
     pgm_phys_fini(vm);
     pgm_free(&vm->alloc, vm->vcpus);

@@ -40,6 +40,8 @@ struct pgm_vm {
     pthread_mutex_t lock;
     struct pgm_phys phys;
     struct pgm_handlers handlers;
+    struct pgm_dirty_log *dirty_logs;         /* active (VM lock) */
+    struct pgm_dirty_log *dirty_logs_retired; /* stopped, freed with the VM */
     struct pgm_stats stats;              /* VM-wide share (under lock) */
     unsigned vcpu_count;
     struct pgm_vcpu *vcpus;

@@ -118,4 +118,31 @@ PGM_API int pgm_handler_reset(struct pgm_vm *vm, pgm_gpa_t gpa);
 /** @return the effective handler state of the page at @p gpa (NONE for unassigned). */
 PGM_API enum pgm_handler_kind pgm_handler_state(struct pgm_vm *vm, pgm_gpa_t gpa);
 
+/* ---- Dirty logging ----------------------------------------------------- */
+
+/**
+ * Start logging writes to the RAM range [@p gpa, @p gpa + @p size) (page
+ * aligned). Built on a WRITE handler with temp-off / reset: only the first
+ * write to each page per round costs a callback.
+ * @return 0; -EINVAL (alignment, not all RAM); -EEXIST (a handler or log
+ *         already covers part of it); -ENOMEM
+ */
+PGM_API int pgm_dirty_log_start(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size);
+
+/**
+ * Stop the log that starts at @p gpa.
+ * @return 0; -ENOENT
+ */
+PGM_API int pgm_dirty_log_stop(struct pgm_vm *vm, pgm_gpa_t gpa);
+
+/**
+ * Fetch and clear the dirty bits of the log that starts at @p gpa: bit i of
+ * @p bitmap (64 pages per word, `size / 4096` bits in all) is set if page
+ * @p gpa + i * 4096 was written since the previous call. The pages reported
+ * are re-armed before this returns, so a write after the return is reported
+ * by the next call; copy the reported pages after this returns.
+ * @return 0; -ENOENT (no log starts at @p gpa); -EINVAL (NULL @p bitmap)
+ */
+PGM_API int pgm_dirty_log_get_and_clear(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t *bitmap);
+
 #endif /* PGM_HANDLER_H */

@@ -43,6 +43,23 @@ PGM_API int pgm_phys_add_ram(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size);
 PGM_API int pgm_phys_add_rom(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size,
                              const void *image, size_t image_size);
 
+/** What a ROM range shows the guest (the PC chipset's PAM modes). */
+enum pgm_rom_mode {
+    PGM_ROM_MODE_ROM = 0,    /**< reads the image; writes dropped (or to a WRITE handler) */
+    PGM_ROM_MODE_SHADOW_RW,  /**< reads and writes a RAM copy of the image */
+    PGM_ROM_MODE_SHADOW_RO,  /**< reads the RAM copy; writes dropped */
+};
+
+/**
+ * Switch the ROM range starting at @p gpa between its image and a writable
+ * shadow copy, as firmware does to shadow its ROMs in RAM. The copy is made
+ * from the image at the first switch to a shadow mode and keeps what the
+ * guest wrote across later switches.
+ * @return 0; -ENOENT (no ROM range starts at @p gpa); -EINVAL (bad mode);
+ *         -ENOMEM (the copy could not be allocated; nothing changed)
+ */
+PGM_API int pgm_phys_rom_set_mode(struct pgm_vm *vm, pgm_gpa_t gpa, enum pgm_rom_mode mode);
+
 /**
  * Add an MMIO range. It has no backing memory; accesses need a handler.
  * @return as pgm_phys_add_ram()

@@ -82,7 +82,7 @@ enum pgm_walk_flags {
      * updates to them are dropped. See docs/walker.md, "Tables outside RAM".
      */
     PGM_WALK_F_NONRAM_TABLE = 1u << 1,
-    /** An entry was read from ROM (A/D updates to ROM are dropped). */
+    /** An entry was read from ROM (A/D updates land only in a writable shadow copy). */
     PGM_WALK_F_ROM_TABLE   = 1u << 2,
 };
 

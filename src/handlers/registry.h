@@ -44,6 +44,12 @@ const struct pgm_phys_handler *pgm_handler_find(struct pgm_vm *vm, pgm_gpa_t gpa
 /* Does any handler overlap [gpa, gpa + size)? (VM lock held) */
 bool pgm_handlers_overlap(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size);
 
+/* Clear the temp-off mark of one RAM/ROM page (takes the VM lock). */
+void pgm_handler_rearm_page(struct pgm_vm *vm, pgm_gpa_t gpa);
+
+/* Free every dirty log (VM destruction). */
+void pgm_dirty_logs_fini(struct pgm_vm *vm);
+
 /* Effective state of a page descriptor (NONE, WRITE or ALL). */
 static inline enum pgm_handler_kind
 pgm_page_handler_state(const struct pgm_page *pg)

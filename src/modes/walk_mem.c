@@ -31,7 +31,10 @@ uint8_t *
 pgm_walk_entry_writable(const struct pgm_phys_map *map, pgm_gpa_t gpa)
 {
     const struct pgm_phys_range *r = pgm_phys_map_find(map, gpa);
-    if (!r || r->kind != PGM_PHYS_RAM)
+    /* A ROM's writable shadow copy takes A/D updates like RAM; its image never does. */
+    if (!r || (r->kind != PGM_PHYS_RAM &&
+               !(r->kind == PGM_PHYS_ROM &&
+                 __atomic_load_n(&r->rom_mode, __ATOMIC_ACQUIRE) == PGM_ROM_MODE_SHADOW_RW)))
         return NULL;
     uint8_t *host = pgm_load_acquire(&r->pages[(gpa - r->start) >> PGM_PAGE_SHIFT].host);
     return host ? host + (gpa & ~PGM_PAGE_MASK) : NULL;

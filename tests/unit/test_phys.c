@@ -111,6 +111,70 @@ test_rom(void **state)
 }
 
 static void
+test_rom_shadow_modes(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t image[0x2000];
+    for (size_t i = 0; i < sizeof(image); i++)
+        image[i] = (uint8_t)(i ^ 0x5a);
+    assert_int_equal(pgm_phys_add_rom(f->vm, 0x3000000, 0x2000, image, sizeof(image)), 0);
+    assert_int_equal(pgm_phys_rom_set_mode(f->vm, 0x3001000, PGM_ROM_MODE_SHADOW_RW), -ENOENT);
+    assert_int_equal(pgm_phys_rom_set_mode(f->vm, 0, PGM_ROM_MODE_SHADOW_RW), -ENOENT);
+    assert_int_equal(pgm_phys_rom_set_mode(f->vm, 0x3000000, (enum pgm_rom_mode)7), -EINVAL);
+    uint32_t v = 0xdeadbeef, got;
+
+    /* shadow RW: starts as a copy of the image, takes writes */
+    assert_int_equal(pgm_phys_rom_set_mode(f->vm, 0x3000000, PGM_ROM_MODE_SHADOW_RW), 0);
+    assert_int_equal(pgm_phys_read(f->vm, 0x3001ffc, &got, 4), 0);
+    assert_memory_equal(&got, image + 0x1ffc, 4);
+    assert_int_equal(pgm_phys_write(f->vm, 0x3000010, &v, 4), 0);
+    assert_int_equal(pgm_phys_read(f->vm, 0x3000010, &got, 4), 0);
+    assert_true(got == 0xdeadbeef);
+    /* back to ROM: the image, untouched */
+    assert_int_equal(pgm_phys_rom_set_mode(f->vm, 0x3000000, PGM_ROM_MODE_ROM), 0);
+    assert_int_equal(pgm_phys_read(f->vm, 0x3000010, &got, 4), 0);
+    assert_memory_equal(&got, image + 0x10, 4);
+    /* shadow RO: the copy with what was written, writes dropped */
+    assert_int_equal(pgm_phys_rom_set_mode(f->vm, 0x3000000, PGM_ROM_MODE_SHADOW_RO), 0);
+    assert_int_equal(pgm_phys_read(f->vm, 0x3000010, &got, 4), 0);
+    assert_true(got == 0xdeadbeef);
+    v = 1;
+    assert_int_equal(pgm_phys_write(f->vm, 0x3000010, &v, 4), 0);
+    assert_int_equal(pgm_phys_read(f->vm, 0x3000010, &got, 4), 0);
+    assert_true(got == 0xdeadbeef);
+
+    /* the walker reads the current view, and sets A only in the writable copy */
+    uint64_t pte = 0x5003, e;
+    assert_int_equal(pgm_phys_rom_set_mode(f->vm, 0x3000000, PGM_ROM_MODE_SHADOW_RW), 0);
+    assert_int_equal(pgm_phys_write(f->vm, 0x3000008, &pte, 8), 0);
+    put64(f, 0x1000, 0x2003);
+    put64(f, 0x2000, 0x3003);
+    put64(f, 0x3000, 0x3000003);
+    struct pgm_cpu_state st = { .cr0 = PGM_CR0_PE | PGM_CR0_PG, .cr4 = PGM_CR4_PAE,
+                                .efer = PGM_EFER_LME, .cr3 = 0x1000 };
+    assert_int_equal(pgm_set_cpu_state(f->vcpu, &st, 0), 0);
+    struct pgm_walk w;
+    assert_int_equal(pgm_walk(f->vcpu, 0x1000, 0, &w), 0);
+    assert_int_equal(w.status, PGM_WALK_OK);
+    assert_true(w.gpa == 0x5000);
+    pgm_phys_read(f->vm, 0x3000008, &e, 8);
+    assert_true(e == 0x5023);
+    assert_int_equal(pgm_phys_rom_set_mode(f->vm, 0x3000000, PGM_ROM_MODE_ROM), 0);
+    assert_int_equal(pgm_walk(f->vcpu, 0x1000, 0, &w), 0);
+    assert_int_equal(w.status, PGM_WALK_PAGE_FAULT); /* the image has no PTE there */
+
+    /* the copy is allocated once; failure to allocate it changes nothing */
+    assert_int_equal(pgm_phys_add_rom(f->vm, 0x3100000, 0x1000, image, 16), 0);
+    pgm_soft_backend_fail_after(f->sb, 0);
+    assert_int_equal(pgm_phys_rom_set_mode(f->vm, 0x3100000, PGM_ROM_MODE_SHADOW_RW), -ENOMEM);
+    pgm_soft_backend_fail_after(f->sb, -1);
+    v = 0x77;
+    assert_int_equal(pgm_phys_write(f->vm, 0x3100000, &v, 4), 0);
+    assert_int_equal(pgm_phys_read(f->vm, 0x3100000, &got, 4), 0);
+    assert_memory_equal(&got, image, 4);
+}
+
+static void
 test_mmio_without_handler(void **state)
 {
     struct fixture *f = *state;
@@ -212,6 +276,7 @@ main(void)
         BOTH(test_ram_is_lazy),
         BOTH(test_unassigned_and_boundaries),
         BOTH(test_rom),
+        BOTH(test_rom_shadow_modes),
         BOTH(test_mmio_without_handler),
         BOTH(test_remove),
         cmocka_unit_test_setup_teardown(test_host_memory_exhaustion, fixture_setup_paged,
