@@ -13,7 +13,7 @@
  *
  * The first QG_MAP_SIZE bytes at QG_HB are mapped, with 4 KiB pages, into
  * every case's address space through one top-level slot that the case does
- * not use (see qemu_mmu.c, choose_slot()).
+ * not use (see qemu_plan.c, choose_slot()).
  *
  * Usable from C and from GNU as (.S files): constants only outside the
  * __ASSEMBLER__ guard.
