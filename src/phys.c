@@ -414,8 +414,8 @@ guest_copy(uint8_t *dst, const uint8_t *src, size_t n, uint64_t gpa, bool to_gue
  * PGM_RC_HANDLER_EXIT.
  */
 static int
-call_handler(struct pgm_vm *vm, const struct pgm_phys_handler *h, pgm_gpa_t gpa, uint8_t *rbuf,
-             const uint8_t *wbuf, size_t n)
+call_handler(struct pgm_vm *vm, struct pgm_vcpu *vcpu, const struct pgm_phys_handler *h,
+             pgm_gpa_t gpa, uint8_t *rbuf, const uint8_t *wbuf, size_t n)
 {
     __atomic_fetch_add(&vm->stats.handler_calls, 1, __ATOMIC_RELAXED);
     /*
@@ -425,8 +425,8 @@ call_handler(struct pgm_vm *vm, const struct pgm_phys_handler *h, pgm_gpa_t gpa,
     uint8_t tmp[PGM_PAGE_SIZE];
     if (wbuf)
         memcpy(tmp, wbuf, n);
-    enum pgm_handler_result res = h->fn(NULL, gpa, rbuf ? rbuf : tmp, n, wbuf != NULL,
-                                        PGM_ORIGIN_PHYS_API, h->user);
+    enum pgm_handler_result res = h->fn(vcpu, gpa, rbuf ? rbuf : tmp, n, wbuf != NULL,
+                                        vcpu ? PGM_ORIGIN_GUEST : PGM_ORIGIN_PHYS_API, h->user);
     switch (res) {
     case PGM_HANDLER_HANDLED:
         return 0;
@@ -444,7 +444,8 @@ call_handler(struct pgm_vm *vm, const struct pgm_phys_handler *h, pgm_gpa_t gpa,
  * from @wbuf, and routing chunks with a handler through it.
  */
 static int
-phys_access(struct pgm_vm *vm, pgm_gpa_t gpa, uint8_t *rbuf, const uint8_t *wbuf, size_t len)
+phys_access(struct pgm_vm *vm, struct pgm_vcpu *vcpu, pgm_gpa_t gpa, uint8_t *rbuf,
+             const uint8_t *wbuf, size_t len)
 {
     if (!vm || (len && !rbuf && !wbuf))
         return -EINVAL;
@@ -467,7 +468,7 @@ phys_access(struct pgm_vm *vm, pgm_gpa_t gpa, uint8_t *rbuf, const uint8_t *wbuf
             if (hk == PGM_HANDLER_ALL || (hk == PGM_HANDLER_WRITE && wbuf)) {
                 const struct pgm_phys_handler *h = pgm_handler_find(vm, gpa);
                 if (h) {
-                    int hr = call_handler(vm, h, gpa, rbuf, wbuf, n);
+                    int hr = call_handler(vm, vcpu, h, gpa, rbuf, wbuf, n);
                     if (hr == PGM_RC_HANDLER_EXIT)
                         return hr;
                     if (hr == 0)
@@ -493,7 +494,7 @@ phys_access(struct pgm_vm *vm, pgm_gpa_t gpa, uint8_t *rbuf, const uint8_t *wbuf
         }
         case PGM_PHYS_MMIO: {
             const struct pgm_phys_handler *h = pgm_handler_find(vm, gpa);
-            int hr = h ? call_handler(vm, h, gpa, rbuf, wbuf, n) : 1;
+            int hr = h ? call_handler(vm, vcpu, h, gpa, rbuf, wbuf, n) : 1;
             if (hr == PGM_RC_HANDLER_EXIT)
                 return hr;
             if (!h)
@@ -522,7 +523,7 @@ pgm_phys_read(struct pgm_vm *vm, pgm_gpa_t gpa, void *buf, size_t len)
 {
     if (len && !buf)
         return -EINVAL;
-    return phys_access(vm, gpa, buf, NULL, len);
+    return phys_access(vm, NULL, gpa, buf, NULL, len);
 }
 
 PGM_API int
@@ -530,7 +531,28 @@ pgm_phys_write(struct pgm_vm *vm, pgm_gpa_t gpa, const void *buf, size_t len)
 {
     if (len && !buf)
         return -EINVAL;
-    return phys_access(vm, gpa, NULL, buf, len);
+    return phys_access(vm, NULL, gpa, NULL, buf, len);
+}
+
+int
+pgm_phys_access_guest(struct pgm_vcpu *vcpu, pgm_gpa_t gpa, void *rbuf, const void *wbuf,
+                      size_t len)
+{
+    return phys_access(vcpu->vm, vcpu, gpa, rbuf, wbuf, len);
+}
+
+uint8_t *
+pgm_phys_plain_ram_ptr(struct pgm_vm *vm, pgm_gpa_t gpa)
+{
+    struct pgm_phys_range *r = pgm_phys_map_find(pgm_phys_snapshot(&vm->phys), gpa);
+    if (!r || r->kind != PGM_PHYS_RAM)
+        return NULL;
+    struct pgm_page *pg = &r->pages[(gpa - r->start) >> PGM_PAGE_SHIFT];
+    if (pgm_page_handler_state(pg) != PGM_HANDLER_NONE)
+        return NULL;
+    if (!pgm_load_acquire(&pg->host) && pgm_phys_page_materialize(vm, r, pg) < 0)
+        return NULL;
+    return pg->host + (gpa & ~PGM_PAGE_MASK);
 }
 
 PGM_API void

@@ -120,4 +120,20 @@ pgm_phys_range_contains(const struct pgm_phys_range *r, pgm_gpa_t gpa)
  */
 int pgm_phys_page_materialize(struct pgm_vm *vm, struct pgm_phys_range *r, struct pgm_page *pg);
 
+struct pgm_vcpu;
+
+/*
+ * A guest instruction's access to guest-physical memory (emulation): like
+ * pgm_phys_read (@rbuf) or pgm_phys_write (@wbuf), but handlers are called
+ * with @vcpu and origin PGM_ORIGIN_GUEST. Same return values.
+ */
+int pgm_phys_access_guest(struct pgm_vcpu *vcpu, pgm_gpa_t gpa, void *rbuf, const void *wbuf,
+                          size_t len);
+
+/*
+ * Host pointer of @gpa if it is plain RAM (no handler on the page), the page
+ * materialised; NULL otherwise. For atomic read-modify-writes in place.
+ */
+uint8_t *pgm_phys_plain_ram_ptr(struct pgm_vm *vm, pgm_gpa_t gpa);
+
 #endif /* PGM_SRC_PHYS_H */

@@ -6,6 +6,7 @@
 #ifndef PGM_PAGING_H
 #define PGM_PAGING_H
 
+#include "regs.h"
 #include "types.h"
 #include "vm.h"
 
@@ -43,5 +44,63 @@ PGM_API int pgm_walk(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access,
 
 /** Restarts of a walk whose A/D compare-and-swap lost a race before -ELOOP. */
 #define PGM_WALK_MAX_RETRIES 64
+
+/** What the embedder must do after a fault-path call. */
+enum pgm_fault_result {
+    /** Resume the guest as it is (for a bounded REP string: registers hold the
+     *  iterations done, RIP is unchanged, the guest re-executes the rest). */
+    PGM_FAULT_RESUME = 0,
+    /** Inject `vector` (with `error_code`; for #PF, CR2 = `address`). */
+    PGM_FAULT_INJECT,
+    /** libpgm emulated the instruction: copy the registers back (RIP advanced). */
+    PGM_FAULT_EMULATED,
+    /** libpgm cannot finish it: see `exit_reason`; registers unchanged. */
+    PGM_FAULT_EXIT,
+};
+
+/** Why a fault-path call returned PGM_FAULT_EXIT. */
+enum pgm_exit_reason {
+    PGM_EXIT_NONE = 0,
+    PGM_EXIT_HANDLER,       /**< a handler returned PGM_HANDLER_EXIT for the access described */
+    PGM_EXIT_UNEMULATABLE,  /**< the instruction is outside the emulator's allow-list */
+    PGM_EXIT_INVALID,       /**< the bytes at RIP do not decode (the embedder decides: #UD) */
+};
+
+/** Outcome of a fault-path call. */
+struct pgm_fault_out {
+    enum pgm_fault_result result;
+    uint8_t vector;            /**< INJECT: 13 (#GP) or 14 (#PF) */
+    uint32_t error_code;       /**< INJECT */
+    uint64_t address;          /**< INJECT of #PF: the faulting linear address (CR2) */
+    enum pgm_exit_reason exit_reason; /**< EXIT */
+    pgm_gpa_t exit_gpa;        /**< EXIT_HANDLER: the access a handler refused */
+    uint32_t exit_size;        /**< EXIT_HANDLER: bytes */
+    bool exit_write;           /**< EXIT_HANDLER: a write */
+    uint8_t exit_data[16];     /**< EXIT_HANDLER write: the bytes */
+    uint8_t insn[15];          /**< EXIT: the instruction bytes fetched */
+    uint8_t insn_len;          /**< EXIT: how many of them */
+};
+
+/**
+ * Emulate the guest instruction at @p regs->rip: fetch it through the guest
+ * page tables (CS base + RIP), decode it, and execute it with every memory
+ * access translated by the guest walker (setting A/D as the CPU would, with
+ * the CPL, RFLAGS.AC and access kind of the instruction) and performed on
+ * guest-physical memory, through physical handlers where pages have them
+ * (origin PGM_ORIGIN_GUEST, this vCPU). This is how an MMIO access or a write
+ * the guest may not make directly is finished.
+ *
+ * A translation failure becomes INJECT with the guest's own #PF error code
+ * (or #GP for a non-canonical address) and nothing is written; an access
+ * crossing a page is checked on both pages before either is written. Reads
+ * of MMIO with no handler see all-ones and writes to it are dropped, as on a
+ * PC bus.
+ *
+ * @return 0 with the outcome in @p out (EMULATED, RESUME, INJECT or EXIT);
+ *         -EINVAL for NULL arguments or @p regs->code_bits not 16/32/64;
+ *         -ENOTSUP if libpgm was built without Capstone.
+ */
+PGM_API int pgm_emulate_insn(struct pgm_vcpu *vcpu, struct pgm_regs *regs,
+                             struct pgm_fault_out *out);
 
 #endif /* PGM_PAGING_H */
