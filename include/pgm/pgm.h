@@ -16,5 +16,6 @@
 #include "paging.h"
 #include "backend.h"
 #include "stats.h"
+#include "hwvirt.h"
 
 #endif /* PGM_PGM_H */
