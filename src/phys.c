@@ -9,6 +9,7 @@
 
 #include "src/alloc.h"
 #include "src/handlers/registry.h"
+#include "src/modes/shadow.h"
 #include "src/phys.h"
 #include "src/vm.h"
 
@@ -269,6 +270,10 @@ pgm_phys_remove(struct pgm_vm *vm, pgm_gpa_t gpa)
         return -ENOMEM;
     }
     struct pgm_phys_range *victim = old->range[pos];
+    /* No shadow may keep mapping host pages that are about to be freed. */
+    if (vm->shadow && victim->pages)
+        for (uint64_t i = 0; i < victim->size >> PGM_PAGE_SHIFT; i++)
+            pgm_shadow_unmap_gfn(vm, (victim->start >> PGM_PAGE_SHIFT) + i);
     map->count = old->count - 1;
     memcpy(map->range, old->range, pos * sizeof(map->range[0]));
     memcpy(map->range + pos, old->range + pos + 1,
@@ -363,6 +368,10 @@ pgm_phys_rom_set_mode(struct pgm_vm *vm, pgm_gpa_t gpa, enum pgm_rom_mode mode)
         pgm_store_release(&r->pages[i].host, src[i].host);
     }
     __atomic_store_n(&r->rom_mode, mode, __ATOMIC_RELEASE);
+    /* Shadows map the old view's pages (read-only, or writable copies). */
+    if (vm->shadow)
+        for (uint64_t i = 0; i < npages; i++)
+            pgm_shadow_unmap_gfn(vm, (r->start >> PGM_PAGE_SHIFT) + i);
     pgm_vm_unlock(vm);
     return 0;
 }

@@ -2,6 +2,7 @@
 /* Counters: per-vCPU shares (unlocked, owner thread only) plus the VM's. */
 #include <string.h>
 
+#include "src/modes/shadow.h"
 #include "src/vm.h"
 
 PGM_API void
@@ -18,6 +19,18 @@ pgm_stats(struct pgm_vm *vm, struct pgm_stats *out)
      */
     _Static_assert(sizeof(struct pgm_stats) % sizeof(uint64_t) == 0,
                    "pgm_stats must hold only 64-bit counters");
+    if (vm->shadow) {
+        struct pgm_shadow *sh = vm->shadow;
+        pthread_mutex_lock(&sh->lock);
+        out->shadow_syncs = sh->syncs;
+        out->shadow_zaps = sh->zaps;
+        out->shadow_flushes = sh->flushes;
+        out->shadow_finished = sh->emulations;
+        out->pool_hits = sh->pool->counters.hits;
+        out->pool_misses = sh->pool->counters.misses;
+        out->pool_evictions = sh->pool->counters.evictions;
+        pthread_mutex_unlock(&sh->lock);
+    }
     uint64_t *dst = (uint64_t *)out;
     for (unsigned i = 0; i < vm->vcpu_count; i++) {
         const uint64_t *src = (const uint64_t *)&vm->vcpus[i].stats;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "pgm/paging.h"
+#include "src/modes/shadow.h"
 #include "src/vm.h"
 
 /* Bits lo..hi inclusive. */
@@ -203,6 +204,8 @@ pgm_set_cpu_state(struct pgm_vcpu *vcpu, const struct pgm_cpu_state *state, uint
     }
     next.state.cr3 = s.cr3 & ~(1ull << 63);
     *vcpu = next;
+    if (vcpu->vm->shadow)
+        pgm_shadow_mode_changed(vcpu);
     return 0;
 }
 

@@ -5,6 +5,7 @@
 
 #include "pgm/version.h"
 #include "src/alloc.h"
+#include "src/modes/shadow.h"
 #include "src/vm.h"
 
 #define PGM_STR_(x) #x
@@ -53,8 +54,8 @@ check_config(const struct pgm_vm_config *cfg)
         return -EINVAL;
     if (!cfg->vcpu_count || cfg->vcpu_count > PGM_MAX_VCPUS)
         return -EINVAL;
-    /* Shadow and nested table builders arrive with their own modules. */
-    if (cfg->paging != PGM_PAGING_NONE)
+    /* Nested tables and the 32-bit/PAE shadow formats arrive with their modules. */
+    if (cfg->paging != PGM_PAGING_NONE && cfg->paging != PGM_PAGING_SHADOW_AMD64)
         return -EINVAL;
     const struct pgm_backend_ops *be = cfg->backend;
     if (!be || be->struct_size < sizeof(*be) || !be->alloc_page || !be->free_page ||
@@ -93,6 +94,10 @@ pgm_vm_create(const struct pgm_vm_config *cfg, struct pgm_vm **out)
         pgm_vm_destroy(vm);
         return -ENOMEM;
     }
+    if (cfg->paging == PGM_PAGING_SHADOW_AMD64 && pgm_shadow_create(vm) < 0) {
+        pgm_vm_destroy(vm);
+        return -ENOMEM;
+    }
     for (unsigned i = 0; i < vm->vcpu_count; i++) {
         struct pgm_vcpu *v = &vm->vcpus[i];
         v->vm = vm;
@@ -112,6 +117,11 @@ pgm_vm_destroy(struct pgm_vm *vm)
 {
     if (!vm)
         return;
+    if (vm->shadow) {
+        for (unsigned i = 0; vm->vcpus && i < vm->vcpu_count; i++)
+            pgm_shadow_drop_root(&vm->vcpus[i]);
+        pgm_shadow_destroy(vm);
+    }
     pgm_dirty_logs_fini(vm);
     pgm_handlers_fini(vm);
     pgm_phys_fini(vm);

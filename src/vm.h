@@ -29,6 +29,7 @@ struct pgm_vcpu {
     const struct pgm_guest_ops *gops;    /* ops of `mode` */
     struct pgm_walk_ctx wctx;
     struct walk_mem wmem;                /* walkers' range cache (owner thread) */
+    struct pgm_shadow_page *root;        /* shadow root (shadow paging; shadow lock) */
     struct pgm_stats stats;              /* this vCPU's share */
 };
 
@@ -43,6 +44,7 @@ struct pgm_vm {
     struct pgm_dirty_log *dirty_logs;         /* active (VM lock) */
     struct pgm_dirty_log *dirty_logs_retired; /* stopped, freed with the VM */
     struct pgm_stats stats;              /* VM-wide share (under lock) */
+    struct pgm_shadow *shadow;           /* shadow paging engine, or NULL */
     unsigned vcpu_count;
     struct pgm_vcpu *vcpus;
 };

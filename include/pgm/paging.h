@@ -103,4 +103,69 @@ struct pgm_fault_out {
 PGM_API int pgm_emulate_insn(struct pgm_vcpu *vcpu, struct pgm_regs *regs,
                              struct pgm_fault_out *out);
 
+/* ---- Shadow paging (VMs created with PGM_PAGING_SHADOW_AMD64) ---------- */
+
+/**
+ * A #PF the hardware raised while the guest ran on libpgm's shadow tables
+ * (a VT-x/AMD-V exception exit, or the soft MMU).
+ *
+ * libpgm walks the guest's own tables for @p cr2 with the access the error
+ * code describes: a guest fault is returned as INJECT with the guest's error
+ * code (never the hardware's, which describes the shadow); otherwise the
+ * shadow entries are built or upgraded (A/D are emulated: a page is mapped
+ * read-only until the guest's D bit is set) and the result is RESUME, also
+ * for a spurious fault another vCPU already fixed. Writes the guest may not
+ * make directly - to a guest page table libpgm shadows (write-protected),
+ * to a page with a WRITE handler, any access to MMIO or an ALL-handler page,
+ * a supervisor write allowed only by CR0.WP = 0 - are finished by emulating
+ * the instruction at @p regs->rip (pgm_emulate_insn), whose outcome is
+ * returned (EMULATED, INJECT, EXIT), and shadow entries of written guest
+ * tables are updated.
+ *
+ * @return 0 with the outcome in @p out; -EINVAL (NULL argument, not a
+ *         shadow-paging VM); -ENOMEM (pool exhausted even after eviction)
+ */
+PGM_API int pgm_trap0e(struct pgm_vcpu *vcpu, uint32_t error_code, pgm_gva_t cr2,
+                       struct pgm_regs *regs, struct pgm_fault_out *out);
+
+/**
+ * INVLPG @p gva: requests the backend flush of that address for this vCPU.
+ * A non-canonical address is a no-op, as on the CPU.
+ * @return 0; -EINVAL
+ */
+PGM_API int pgm_invlpg(struct pgm_vcpu *vcpu, pgm_gva_t gva);
+
+/**
+ * A guest TLB flush (a MOV CR4 toggling PGE for @p global, or INVPCID
+ * all-context): requests the matching backend flush.
+ * @return 0; -EINVAL
+ */
+PGM_API int pgm_flush_tlb(struct pgm_vcpu *vcpu, bool global);
+
+/**
+ * Before entering the guest: the shadow root the vCPU must run on (also
+ * handed to the backend's load_root when it changes).
+ * @return 0; -EINVAL (not a shadow-paging VM); -ENOMEM
+ */
+PGM_API int pgm_before_entry(struct pgm_vcpu *vcpu, pgm_hpa_t *root);
+
+/**
+ * One guest memory access of @p size bytes (1..4096, within one page) at
+ * @p gva, made through the soft backend's MMU and libpgm's shadow tables
+ * as a CPU would make it: for software CPUs and tests. @p access is a
+ * `pgm_access` mask (READ/WRITE/FETCH, USER for CPL 3, AC). For a read or
+ * fetch the bytes land in @p buf; for a write they come from it.
+ *
+ * Shadow misses are synced and retried; guest faults come back as INJECT
+ * (nothing accessed); writes to shadowed guest tables are performed by
+ * libpgm, which updates the affected shadow entries; pages with handlers
+ * are accessed through them.
+ *
+ * @return 0 with @p out->result RESUME (the access is done), INJECT or EXIT;
+ *         -EINVAL (bad arguments, VM not on the soft backend with shadow
+ *         paging, @p size crossing a page); -ENOMEM
+ */
+PGM_API int pgm_soft_access(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, void *buf,
+                            size_t size, struct pgm_fault_out *out);
+
 #endif /* PGM_PAGING_H */

@@ -21,9 +21,32 @@ struct pgm_stats {
     uint64_t cr3_gp;           /**< CR3 / state loads refused with #GP */
     uint64_t ram_pages_allocated; /**< host pages allocated for guest RAM */
     uint64_t handler_calls;    /**< physical handler callbacks made */
+    uint64_t shadow_syncs;     /**< shadow leaf entries installed or changed */
+    uint64_t shadow_zaps;      /**< shadow entries removed */
+    uint64_t shadow_flushes;   /**< VM-wide TLB flushes requested for removed/downgraded entries */
+    uint64_t shadow_finished;  /**< accesses libpgm finished itself (monitored, handler, MMIO) */
+    uint64_t pool_hits;        /**< shadow page lookups that found the page */
+    uint64_t pool_misses;      /**< shadow page lookups that did not */
+    uint64_t pool_evictions;   /**< shadow pages evicted to make room */
 };
 
 /** Fill @p stats with the VM's counters. */
 PGM_API void pgm_stats(struct pgm_vm *vm, struct pgm_stats *stats);
+
+/**
+ * Check the laws of DESIGN.md section 2 over every live shadow page:
+ * every present shadow leaf maps the host page backing the GPA the guest's
+ * tables give (or the guest tightened it and libpgm may lag until a flush),
+ * never wider than the guest allows, never writable while the guest D bit is
+ * clear, the page is a shadowed guest table or has a handler; no shadow
+ * table page is mapped to the guest; parent links and reverse maps mirror
+ * the present entries.
+ * @param vm   the VM
+ * @param msg  receives a description of the first violation (may be NULL)
+ * @param len  size of @p msg
+ * @return 0 when every check passes; 1 with @p msg filled on a violation;
+ *         -EINVAL
+ */
+PGM_API int pgm_audit(struct pgm_vm *vm, char *msg, size_t len);
 
 #endif /* PGM_STATS_H */

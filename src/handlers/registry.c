@@ -8,6 +8,7 @@
 
 #include "src/alloc.h"
 #include "src/handlers/registry.h"
+#include "src/modes/shadow.h"
 #include "src/vm.h"
 
 int
@@ -100,9 +101,12 @@ set_page_states(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size, uint32_t state)
     const struct pgm_phys_map *map = vm->phys.map;
     for (pgm_gpa_t at = gpa; at < gpa + size; at += PGM_PAGE_SIZE) {
         struct pgm_phys_range *r = pgm_phys_map_find(map, at);
-        if (r && r->pages)
+        if (r && r->pages) {
             __atomic_store_n(&r->pages[(at - r->start) >> PGM_PAGE_SHIFT].handler, state,
                              __ATOMIC_RELAXED);
+            /* Shadows mapped it under the old state: they must fault again. */
+            pgm_shadow_unmap_gfn(vm, at >> PGM_PAGE_SHIFT);
+        }
     }
 }
 
@@ -250,6 +254,12 @@ set_temp_off(struct pgm_vm *vm, pgm_gpa_t gpa, bool off)
     struct pgm_page *pg = &r->pages[(gpa - r->start) >> PGM_PAGE_SHIFT];
     __atomic_store_n(&pg->handler, (uint32_t)h->kind | (off ? PGM_PAGE_HANDLER_TEMP_OFF : 0),
                      __ATOMIC_RELAXED);
+    /*
+     * Turning the handler off only widens what the guest may do: shadows
+     * pick that up on the next fault. Re-arming narrows it: unmap now.
+     */
+    if (!off)
+        pgm_shadow_unmap_gfn(vm, gpa >> PGM_PAGE_SHIFT);
     return 0;
 }
 

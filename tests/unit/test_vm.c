@@ -46,7 +46,7 @@ test_config_validation(void **state)
     cfg.backend = NULL;
     assert_int_equal(pgm_vm_create(&cfg, &vm), -EINVAL);
     base_config(&cfg, sb);
-    cfg.paging = PGM_PAGING_SHADOW_AMD64; /* not built yet: refused, not faked */
+    cfg.paging = PGM_PAGING_EPT; /* not built yet: refused, not faked */
     assert_int_equal(pgm_vm_create(&cfg, &vm), -EINVAL);
     assert_null(vm);
 

@@ -1,0 +1,635 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The shadow engine for IA-32e guests on 64-bit-format shadow tables.
+ * See shadow.h for the coherence argument and the locking rule, and
+ * docs/shadow.md for the design.
+ *
+ * Shape of the shadow tree. The root shadows the guest's top-level table
+ * (gfn = CR3 >> 12). Below it, shadow level L shadows the guest table the
+ * guest entry at level L+1 points to, with a role that records the rights
+ * accumulated above it (two paths with different upper rights to one guest
+ * table get different shadow pages). A guest large page (2 MiB, 1 GiB) is
+ * shadowed by *direct* pages: tables of 4 KiB entries that map the large
+ * page's frames in order (gfn = its first frame). Non-leaf shadow entries
+ * carry full rights; the leaf carries the walk's effective rights.
+ *
+ * Leaf rights: U and X as the guest's walk gives them; W only when the
+ * guest allows the write, its leaf's D bit is already set (so the first
+ * write faults and D is set by the walker, as hardware does), the page is
+ * plain RAM (or a ROM's writable copy) with no handler, and the gfn is not a
+ * shadowed guest table.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "src/alloc.h"
+#include "src/handlers/registry.h"
+#include "src/modes/shadow.h"
+#include "src/vm.h"
+
+#define HMAP_DELETED ((pgm_hpa_t)~0ull)
+
+/* ---- hpa -> shadow page map ---------------------------------------------- */
+
+static uint32_t
+hmap_hash(pgm_hpa_t hpa)
+{
+    uint64_t x = hpa >> PGM_PAGE_SHIFT;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return (uint32_t)x;
+}
+
+static struct shadow_hmap_slot *
+hmap_find(struct pgm_shadow *sh, pgm_hpa_t hpa)
+{
+    for (uint32_t i = hmap_hash(hpa), n = 0; n <= sh->slot_mask; i++, n++) {
+        struct shadow_hmap_slot *s = &sh->slots[i & sh->slot_mask];
+        if (s->hpa == hpa)
+            return s;
+        if (!s->hpa)
+            return NULL;
+    }
+    return NULL;
+}
+
+/* The map has twice as many slots as the pool has pages: never full. */
+static struct shadow_hmap_slot *
+hmap_insert(struct pgm_shadow *sh, pgm_hpa_t hpa, struct pgm_shadow_page *sp)
+{
+    for (uint32_t i = hmap_hash(hpa);; i++) {
+        struct shadow_hmap_slot *s = &sh->slots[i & sh->slot_mask];
+        if (!s->hpa || s->hpa == HMAP_DELETED) {
+            s->hpa = hpa;
+            s->sp = sp;
+            s->gfns = NULL;
+            return s;
+        }
+    }
+}
+
+struct pgm_shadow_page *
+pgm_shadow_sp_of_hpa(struct pgm_shadow *sh, pgm_hpa_t hpa)
+{
+    struct shadow_hmap_slot *s = hmap_find(sh, hpa);
+    return s ? s->sp : NULL;
+}
+
+uint64_t *
+pgm_shadow_gfns(struct pgm_shadow *sh, const struct pgm_shadow_page *sp)
+{
+    struct shadow_hmap_slot *s = hmap_find(sh, sp->hpa);
+    return s ? s->gfns : NULL;
+}
+
+/* ---- entries ---------------------------------------------------------------- */
+
+static inline uint64_t
+spte_get(const struct pgm_shadow_page *sp, unsigned i)
+{
+    return __atomic_load_n((const uint64_t *)sp->ptr + i, __ATOMIC_RELAXED);
+}
+
+/*
+ * Shadow entries are written with atomics: the MMU walking them (the soft
+ * MMU, a real CPU) sets their A/D bits concurrently.
+ */
+static inline void
+spte_set(struct pgm_shadow_page *sp, unsigned i, uint64_t v)
+{
+    __atomic_store_n((uint64_t *)sp->ptr + i, v, __ATOMIC_RELAXED);
+}
+
+static void zap_entry(struct pgm_shadow *sh, struct pgm_shadow_page *sp, unsigned i);
+
+/* Clear every present entry of @sp (its children and leaf mappings go). */
+static void
+zap_contents(struct pgm_shadow *sh, struct pgm_shadow_page *sp)
+{
+    for (unsigned i = 0; i < 512 && sp->present_count; i++)
+        zap_entry(sh, sp, i);
+}
+
+/*
+ * Remove entry @i of @sp: its reverse-map reference goes, a flush becomes
+ * due. A direct child left without parents is emptied too: its leaf rights
+ * came from the guest's large-page entry, which may since have changed, so
+ * it must not be found again with stale contents.
+ */
+static void
+zap_entry(struct pgm_shadow *sh, struct pgm_shadow_page *sp, unsigned i)
+{
+    uint64_t e = spte_get(sp, i);
+    if (!(e & SPTE_P))
+        return;
+    spte_set(sp, i, 0);
+    sp->present_count--;
+    sh->flush_pending = true;
+    sh->zaps++;
+    if (sp->role.level == 1) {
+        uint64_t *gfns = pgm_shadow_gfns(sh, sp);
+        pgm_rmap_gfn_remove(&sh->rmap, gfns[i], sp, i);
+        return;
+    }
+    struct pgm_shadow_page *child = pgm_shadow_sp_of_hpa(sh, e & SPTE_ADDR);
+    pgm_rmap_parent_remove(&sh->rmap, child, sp, i);
+    if (child->role.direct && !pgm_rmap_list_count(&child->parents))
+        zap_contents(sh, child);
+}
+
+/* Unlink @sp from everything: its entries and the parent entries pointing at it. */
+static void
+unlink_sp(struct pgm_shadow *sh, struct pgm_shadow_page *sp)
+{
+    zap_contents(sh, sp);
+    struct pgm_rmap_ref ref;
+    while (pgm_rmap_list_first(&sp->parents, &ref)) {
+        spte_set(ref.sp, ref.index, 0);
+        ref.sp->present_count--;
+        pgm_rmap_parent_remove(&sh->rmap, sp, ref.sp, ref.index);
+        sh->flush_pending = true;
+    }
+}
+
+static void
+forget_sp(struct pgm_shadow *sh, struct pgm_shadow_page *sp)
+{
+    struct shadow_hmap_slot *s = hmap_find(sh, sp->hpa);
+    if (!s)
+        return;
+    if (s->gfns && sh->spare_count < sh->spare_cap)
+        sh->spare_gfns[sh->spare_count++] = s->gfns;
+    else
+        pgm_free(&sh->alloc, s->gfns);
+    s->gfns = NULL;
+    s->sp = NULL;
+    s->hpa = HMAP_DELETED;
+}
+
+static void
+evict_cb(void *ctx, struct pgm_shadow_page *sp)
+{
+    struct pgm_vm *vm = ctx;
+    unlink_sp(vm->shadow, sp);
+    forget_sp(vm->shadow, sp);
+}
+
+static void
+commit_cb(void *ctx)
+{
+    pgm_shadow_commit_flush(ctx);
+}
+
+static const struct pgm_pool_evict_ops evict_ops = { .evict = evict_cb, .commit = commit_cb };
+
+void
+pgm_shadow_commit_flush(struct pgm_vm *vm)
+{
+    struct pgm_shadow *sh = vm->shadow;
+    if (!sh->flush_pending)
+        return;
+    sh->flush_pending = false;
+    sh->flushes++;
+    /*
+     * A shadow page may be shared by every vCPU's tree, and an entry does not
+     * know which linear addresses reach it: flush everything everywhere.
+     */
+    if (vm->be->flush) {
+        struct pgm_flush_req req = { .scope = PGM_FLUSH_ALL };
+        for (unsigned i = 0; i < vm->vcpu_count; i++)
+            vm->be->flush(vm->be_ctx, i, &req);
+    }
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+int
+pgm_shadow_create(struct pgm_vm *vm)
+{
+    struct pgm_shadow *sh = pgm_zalloc(&vm->alloc, sizeof(*sh));
+    if (!sh)
+        return -ENOMEM;
+    vm->shadow = sh;
+    sh->alloc = vm->alloc;
+    pthread_mutex_init(&sh->lock, NULL);
+    int rc = pgm_pool_create(vm, &sh->pool);
+    if (rc == 0)
+        rc = pgm_rmap_init(&sh->rmap, &vm->alloc, sh->pool->budget);
+    if (rc == 0) {
+        uint32_t slots = 64;
+        while (slots < 2 * sh->pool->budget)
+            slots <<= 1;
+        sh->slots = pgm_zalloc_array(&vm->alloc, slots, sizeof(*sh->slots));
+        sh->slot_mask = slots - 1;
+        sh->spare_cap = 8;
+        sh->spare_gfns = pgm_zalloc_array(&vm->alloc, sh->spare_cap, sizeof(uint64_t *));
+        if (!sh->slots || !sh->spare_gfns)
+            rc = -ENOMEM;
+    }
+    if (rc < 0) {
+        pgm_shadow_destroy(vm);
+        return rc;
+    }
+    pgm_pool_set_evict_ops(sh->pool, &evict_ops, vm);
+    return 0;
+}
+
+static int
+clear_lists_cb(void *ctx, struct pgm_shadow_page *sp)
+{
+    struct pgm_shadow *sh = ctx;
+    pgm_rmap_list_clear(&sh->rmap, &sp->parents);
+    return 0;
+}
+
+void
+pgm_shadow_destroy(struct pgm_vm *vm)
+{
+    struct pgm_shadow *sh = vm->shadow;
+    if (!sh)
+        return;
+    if (sh->pool) {
+        pgm_pool_for_each_page(sh->pool, clear_lists_cb, sh);
+        pgm_pool_destroy(sh->pool);
+    }
+    if (sh->slots) {
+        for (uint32_t i = 0; i <= sh->slot_mask; i++)
+            if (sh->slots[i].hpa && sh->slots[i].hpa != HMAP_DELETED)
+                pgm_free(&sh->alloc, sh->slots[i].gfns);
+        pgm_free(&vm->alloc, sh->slots);
+    }
+    for (uint32_t i = 0; i < sh->spare_count; i++)
+        pgm_free(&sh->alloc, sh->spare_gfns[i]);
+    pgm_free(&vm->alloc, sh->spare_gfns);
+    pgm_rmap_fini(&sh->rmap);
+    pthread_mutex_destroy(&sh->lock);
+    pgm_free(&vm->alloc, sh);
+    vm->shadow = NULL;
+}
+
+bool
+pgm_shadow_mode_supported(const struct pgm_vcpu *vcpu)
+{
+    return vcpu->mode == PGM_MODE_AMD64 || vcpu->mode == PGM_MODE_LA57;
+}
+
+/* ---- getting shadow pages ---------------------------------------------------- */
+
+/*
+ * Everything a fault path may allocate, taken up front so nothing fails
+ * half-way: pool pages, reverse-map spares and gfn arrays for new leaf
+ * tables (levels of the deepest path plus one).
+ */
+static int
+reserve(struct pgm_shadow *sh, unsigned n)
+{
+    int rc = pgm_pool_reserve(sh->pool, n);
+    if (rc == 0)
+        rc = pgm_rmap_reserve(&sh->rmap, n + 1);
+    while (rc == 0 && sh->spare_count < n && sh->spare_count < sh->spare_cap) {
+        uint64_t *g = pgm_alloc(&sh->alloc, 512 * sizeof(uint64_t));
+        if (!g)
+            return -ENOMEM;
+        sh->spare_gfns[sh->spare_count++] = g;
+    }
+    return rc;
+}
+
+/*
+ * Write-protect @gfn in every shadow leaf that maps it: it just became a
+ * shadowed guest table (monitoring starts).
+ */
+static void
+write_protect_gfn(struct pgm_shadow *sh, uint64_t gfn)
+{
+    const struct pgm_rmap_list *list = pgm_rmap_gfn_list(&sh->rmap, gfn);
+    struct pgm_rmap_iter it;
+    struct pgm_rmap_ref ref;
+    pgm_rmap_for_each(list, it, ref) {
+        uint64_t e = spte_get(ref.sp, ref.index);
+        if (e & SPTE_RW) {
+            __atomic_fetch_and((uint64_t *)ref.sp->ptr + ref.index, ~SPTE_RW, __ATOMIC_RELAXED);
+            sh->flush_pending = true;
+        }
+    }
+}
+
+/* Look up or create the shadow page (gfn, role). Reserve first. */
+static struct pgm_shadow_page *
+get_sp(struct pgm_shadow *sh, uint64_t gfn, union pgm_role role)
+{
+    struct pgm_shadow_page *sp = pgm_pool_lookup(sh->pool, gfn, role);
+    if (sp) {
+        pgm_pool_touch(sh->pool, sp);
+        return sp;
+    }
+    bool was_monitored = pgm_pool_gfn_shadow_count(sh->pool, gfn) > 0;
+    sp = pgm_pool_alloc(sh->pool, gfn, role);
+    if (!sp)
+        return NULL;
+    struct shadow_hmap_slot *s = hmap_insert(sh, sp->hpa, sp);
+    if (role.level == 1) {
+        s->gfns = sh->spare_gfns[--sh->spare_count];
+        memset(s->gfns, 0, 512 * sizeof(uint64_t));
+    }
+    if (!role.direct && !was_monitored)
+        write_protect_gfn(sh, gfn);
+    return sp;
+}
+
+static void
+link_child(struct pgm_shadow *sh, struct pgm_shadow_page *parent, unsigned i,
+           struct pgm_shadow_page *child)
+{
+    pgm_rmap_parent_add(&sh->rmap, child, parent, i);
+    spte_set(parent, i, child->hpa | SPTE_P | SPTE_RW | SPTE_US | SPTE_A);
+    parent->present_count++;
+}
+
+/* ---- roots ------------------------------------------------------------------- */
+
+static unsigned
+shadow_levels(const struct pgm_vcpu *vcpu)
+{
+    return vcpu->mode == PGM_MODE_LA57 ? 5 : 4;
+}
+
+void
+pgm_shadow_drop_root(struct pgm_vcpu *vcpu)
+{
+    struct pgm_shadow *sh = vcpu->vm->shadow;
+    if (vcpu->root) {
+        pgm_pool_unpin(sh->pool, vcpu->root);
+        vcpu->root = NULL;
+    }
+}
+
+int
+pgm_shadow_load_root(struct pgm_vcpu *vcpu, bool noflush)
+{
+    struct pgm_vm *vm = vcpu->vm;
+    struct pgm_shadow *sh = vm->shadow;
+    if (!pgm_shadow_mode_supported(vcpu)) {
+        pgm_shadow_drop_root(vcpu);
+        return -EOPNOTSUPP;
+    }
+    union pgm_role role = pgm_role_make(shadow_levels(vcpu), vcpu->mode);
+    role.access = PGM_RIGHT_WRITE | PGM_RIGHT_USER | PGM_RIGHT_EXEC;
+    uint64_t gfn = vcpu->wctx.root >> PGM_PAGE_SHIFT;
+    struct pgm_shadow_page *root = vcpu->root;
+    if (!root || root->gfn != gfn || !pgm_role_equal(root->role, role)) {
+        int rc = reserve(sh, 1);
+        if (rc < 0)
+            return rc;
+        root = get_sp(sh, gfn, role);
+        if (!root)
+            return -ENOMEM;
+        pgm_pool_pin(sh->pool, root);
+        pgm_shadow_drop_root(vcpu);
+        vcpu->root = root;
+    }
+    if (vm->be->load_root)
+        vm->be->load_root(vm->be_ctx, vcpu->id, root->hpa);
+    if (!noflush && vm->be->flush) {
+        /* MOV CR3: every non-global translation goes (hardware PCID 0). */
+        struct pgm_flush_req req = { .scope = PGM_FLUSH_NONGLOBAL };
+        vm->be->flush(vm->be_ctx, vcpu->id, &req);
+    }
+    pgm_shadow_commit_flush(vm);
+    return 0;
+}
+
+void
+pgm_shadow_mode_changed(struct pgm_vcpu *vcpu)
+{
+    struct pgm_vm *vm = vcpu->vm;
+    struct pgm_shadow *sh = vm->shadow;
+    pthread_mutex_lock(&sh->lock);
+    pgm_shadow_drop_root(vcpu);
+    if (pgm_shadow_mode_supported(vcpu))
+        pgm_shadow_load_root(vcpu, true); /* on failure the next fault retries */
+    if (vm->be->flush) {
+        struct pgm_flush_req req = { .scope = PGM_FLUSH_ALL };
+        vm->be->flush(vm->be_ctx, vcpu->id, &req);
+    }
+    pthread_mutex_unlock(&sh->lock);
+}
+
+/* ---- the fault path ------------------------------------------------------- */
+
+/* Rights of one guest entry as pgm_rights (XD counts only with EFER.NXE). */
+static unsigned
+entry_rights(uint64_t e, uint64_t xd_mask)
+{
+    return (unsigned)((e >> 1) & 3) | ((e & xd_mask) ? 0 : PGM_RIGHT_EXEC);
+}
+
+/* Host page backing @gpa and whether the guest may write it directly. */
+struct backing {
+    pgm_hpa_t hpa;
+    bool mappable;   /* RAM or ROM page with no ALL handler */
+    bool writable;   /* plain RAM (or a ROM's writable copy) with no handler */
+};
+
+static int
+find_backing(struct pgm_vm *vm, pgm_gpa_t gpa, bool for_write, struct backing *b)
+{
+    memset(b, 0, sizeof(*b));
+    struct pgm_phys_range *r = pgm_phys_map_find(pgm_phys_snapshot(&vm->phys), gpa);
+    if (!r || r->kind == PGM_PHYS_MMIO)
+        return 0;
+    struct pgm_page *pg = &r->pages[(gpa - r->start) >> PGM_PAGE_SHIFT];
+    enum pgm_handler_kind hk = pgm_page_handler_state(pg);
+    if (hk == PGM_HANDLER_ALL)
+        return 0;
+    bool ram = r->kind == PGM_PHYS_RAM ||
+               __atomic_load_n(&r->rom_mode, __ATOMIC_ACQUIRE) == PGM_ROM_MODE_SHADOW_RW;
+    if (!pgm_load_acquire(&pg->host)) {
+        /*
+         * A never-written RAM page. Reads may be served by materialising it
+         * too (its contents are zeros either way); it costs a host page now
+         * rather than at the first write, which the shadow would trap anyway.
+         */
+        if (pgm_phys_page_materialize(vm, r, pg) < 0)
+            return -ENOMEM;
+    }
+    (void)for_write;
+    b->hpa = pg->hpa;
+    b->mappable = true;
+    b->writable = ram && hk == PGM_HANDLER_NONE;
+    return 0;
+}
+
+int
+pgm_shadow_fault(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct pgm_walk *w,
+                 enum shadow_fault_action *action)
+{
+    struct pgm_vm *vm = vcpu->vm;
+    struct pgm_shadow *sh = vm->shadow;
+    if (!pgm_shadow_mode_supported(vcpu))
+        return -EOPNOTSUPP;
+    int rc = pgm_walk(vcpu, gva, access, w);
+    if (rc < 0)
+        return rc;
+    if (w->status != PGM_WALK_OK) {
+        *action = SHADOW_INJECT;
+        return 0;
+    }
+    bool write = access & PGM_ACCESS_WRITE;
+    /* CR0.WP = 0 let a supervisor write through a read-only entry: the
+     * hardware runs with WP = 1, so libpgm finishes such writes itself. */
+    if (write && !(w->rights & PGM_RIGHT_WRITE)) {
+        *action = SHADOW_FINISH;
+        return 0;
+    }
+    struct backing b;
+    rc = find_backing(vm, w->gpa, write, &b);
+    if (rc < 0)
+        return rc;
+    if (!b.mappable || (write && !b.writable)) {
+        *action = SHADOW_FINISH;
+        return 0;
+    }
+
+    pthread_mutex_lock(&sh->lock);
+    uint64_t gfn = w->gpa >> PGM_PAGE_SHIFT;
+    if (write && pgm_pool_gfn_shadow_count(sh->pool, gfn)) {
+        pthread_mutex_unlock(&sh->lock);
+        *action = SHADOW_FINISH; /* a shadowed guest table */
+        return 0;
+    }
+    unsigned top = shadow_levels(vcpu);
+    rc = reserve(sh, top + 1);
+    if (rc == 0 && !vcpu->root)
+        rc = pgm_shadow_load_root(vcpu, true);
+    if (rc < 0) {
+        pthread_mutex_unlock(&sh->lock);
+        return rc;
+    }
+
+    uint64_t xd_mask = vcpu->wctx.xd_mask;
+    unsigned acc = PGM_RIGHT_WRITE | PGM_RIGHT_USER | PGM_RIGHT_EXEC;
+    struct pgm_shadow_page *sp = vcpu->root;
+    for (unsigned level = top; level > 1; level--) {
+        unsigned shift = 12 + 9 * (level - 1);
+        unsigned i = (unsigned)(gva >> shift) & 511;
+        union pgm_role role = pgm_role_make(level - 1, vcpu->mode);
+        uint64_t child_gfn;
+        if (level > w->last_level) {
+            /* The guest has a table below this level: shadow it. */
+            acc &= entry_rights(w->entry[level], xd_mask);
+            child_gfn = (w->entry[level] & SPTE_ADDR) >> PGM_PAGE_SHIFT;
+        } else {
+            /* Inside a guest large page: a direct table of its frames. */
+            role.direct = 1;
+            acc = w->rights;
+            child_gfn = (w->gpa & ~((1ull << shift) - 1)) >> PGM_PAGE_SHIFT;
+        }
+        role.access = acc & 7;
+        uint64_t e = spte_get(sp, i);
+        struct pgm_shadow_page *child = NULL;
+        if (e & SPTE_P) {
+            child = pgm_shadow_sp_of_hpa(sh, e & SPTE_ADDR);
+            if (child->gfn != child_gfn || !pgm_role_equal(child->role, role)) {
+                zap_entry(sh, sp, i);
+                child = NULL;
+            } else {
+                pgm_pool_touch(sh->pool, child);
+            }
+        }
+        if (!child) {
+            child = get_sp(sh, child_gfn, role);
+            if (!child) {
+                pthread_mutex_unlock(&sh->lock);
+                return -ENOMEM;
+            }
+            link_child(sh, sp, i, child);
+        }
+        sp = child;
+    }
+
+    /* The leaf. */
+    unsigned i = (unsigned)(gva >> 12) & 511;
+    uint64_t leaf = w->entry[w->last_level];
+    bool guest_dirty = (leaf & SPTE_D) != 0;
+    bool may_write = (w->rights & PGM_RIGHT_WRITE) && guest_dirty && b.writable &&
+                     !pgm_pool_gfn_shadow_count(sh->pool, gfn);
+    uint64_t e = b.hpa | SPTE_P | SPTE_A;
+    if (may_write)
+        e |= SPTE_RW | SPTE_D;
+    if (w->rights & PGM_RIGHT_USER)
+        e |= SPTE_US;
+    if (!(w->rights & PGM_RIGHT_EXEC))
+        e |= SPTE_XD;
+    if (w->global && (vcpu->state.cr4 & PGM_CR4_PGE))
+        e |= SPTE_G;
+    e |= (w->pat_index & 1 ? SPTE_PWT : 0) | (w->pat_index & 2 ? SPTE_PCD : 0) |
+         (w->pat_index & 4 ? SPTE_PAT : 0);
+    e |= (uint64_t)w->pkey << SPTE_PKEY_SHIFT;
+    uint64_t old = spte_get(sp, i);
+    if ((old & ~(SPTE_A | SPTE_D)) != (e & ~(SPTE_A | SPTE_D))) {
+        zap_entry(sh, sp, i);
+        uint64_t *gfns = pgm_shadow_gfns(sh, sp);
+        gfns[i] = gfn;
+        pgm_rmap_gfn_add(&sh->rmap, gfn, sp, i);
+        spte_set(sp, i, e);
+        sp->present_count++;
+        sh->syncs++;
+    }
+    pgm_shadow_commit_flush(vm);
+    pthread_mutex_unlock(&sh->lock);
+    *action = SHADOW_RETRY;
+    return 0;
+}
+
+/* ---- backing changes --------------------------------------------------------- */
+
+void
+pgm_shadow_unmap_gfn(struct pgm_vm *vm, uint64_t gfn)
+{
+    struct pgm_shadow *sh = vm->shadow;
+    if (!sh)
+        return;
+    pthread_mutex_lock(&sh->lock);
+    struct pgm_rmap_ref ref;
+    while (pgm_rmap_gfn_first(&sh->rmap, gfn, &ref))
+        zap_entry(sh, ref.sp, ref.index);
+    pgm_shadow_commit_flush(vm);
+    pthread_mutex_unlock(&sh->lock);
+}
+
+/* ---- writes libpgm makes to shadowed guest tables ------------------------------- */
+
+bool
+pgm_shadow_snapshot(struct pgm_vm *vm, uint64_t gfn, uint8_t snap[4096])
+{
+    struct pgm_shadow *sh = vm->shadow;
+    if (!sh)
+        return false;
+    pthread_mutex_lock(&sh->lock);
+    bool shadowed = pgm_pool_gfn_first(sh->pool, gfn) != NULL;
+    pthread_mutex_unlock(&sh->lock);
+    if (shadowed)
+        pgm_phys_read(vm, gfn << PGM_PAGE_SHIFT, snap, 4096);
+    return shadowed;
+}
+
+void
+pgm_shadow_written(struct pgm_vm *vm, uint64_t gfn, const uint8_t snap[4096])
+{
+    struct pgm_shadow *sh = vm->shadow;
+    uint8_t now[4096];
+    pgm_phys_read(vm, gfn << PGM_PAGE_SHIFT, now, sizeof(now));
+    pthread_mutex_lock(&sh->lock);
+    struct pgm_shadow_page *sp, *next;
+    pgm_pool_for_each_gfn(sh->pool, gfn, sp, next) {
+        if (sp->role.direct)
+            continue;
+        for (unsigned i = 0; i < 512; i++)
+            if (memcmp(now + 8 * i, snap + 8 * i, 8) != 0)
+                zap_entry(sh, sp, i);
+    }
+    pgm_shadow_commit_flush(vm);
+    pthread_mutex_unlock(&sh->lock);
+}
