@@ -62,7 +62,14 @@ struct pgm_vm_config {
     const struct pgm_backend_ops *backend; /**< required */
     void *backend_ctx;                    /**< passed to every backend op */
     struct pgm_allocator allocator;       /**< host allocator for libpgm's own structures */
-    uint8_t reserved[64];                 /**< must be zero */
+    /**
+     * Shadow paging: guest writes libpgm finishes on a shadowed guest table,
+     * with no translation through that table in between, before it stops
+     * shadowing the table (it is being used as data: zeroed, recycled).
+     * 0: the default, 3.
+     */
+    uint32_t flood_threshold;
+    uint8_t reserved[60];                 /**< must be zero */
 };
 
 #define PGM_MAX_VCPUS 256

@@ -58,7 +58,8 @@ struct pgm_shadow {
     uint32_t spare_count, spare_cap;
     bool flush_pending;             /* an entry was downgraded or removed */
     /* counters, folded into pgm_stats */
-    uint64_t syncs, emulations, zaps, flushes;
+    uint64_t syncs, emulations, zaps, flushes, unshadowed;
+    uint32_t flood_threshold;
 };
 
 struct pgm_vm;

@@ -212,6 +212,7 @@ pgm_shadow_create(struct pgm_vm *vm)
         return -ENOMEM;
     vm->shadow = sh;
     sh->alloc = vm->alloc;
+    sh->flood_threshold = vm->cfg.flood_threshold ? vm->cfg.flood_threshold : 3;
     pthread_mutex_init(&sh->lock, NULL);
     int rc = pgm_pool_create(vm, &sh->pool);
     if (rc == 0)
@@ -511,6 +512,7 @@ pgm_shadow_fault(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct p
     uint64_t xd_mask = vcpu->wctx.xd_mask;
     unsigned acc = PGM_RIGHT_WRITE | PGM_RIGHT_USER | PGM_RIGHT_EXEC;
     struct pgm_shadow_page *sp = vcpu->root;
+    sp->write_flood = 0;
     for (unsigned level = top; level > 1; level--) {
         unsigned shift = 12 + 9 * (level - 1);
         unsigned i = (unsigned)(gva >> shift) & 511;
@@ -538,6 +540,8 @@ pgm_shadow_fault(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct p
                 pgm_pool_touch(sh->pool, child);
             }
         }
+        if (child)
+            child->write_flood = 0; /* used as a table: not a flood */
         if (!child) {
             child = get_sp(sh, child_gfn, role);
             if (!child) {
@@ -626,9 +630,26 @@ pgm_shadow_written(struct pgm_vm *vm, uint64_t gfn, const uint8_t snap[4096])
     pgm_pool_for_each_gfn(sh->pool, gfn, sp, next) {
         if (sp->role.direct)
             continue;
-        for (unsigned i = 0; i < 512; i++)
-            if (memcmp(now + 8 * i, snap + 8 * i, 8) != 0)
+        bool changed = false;
+        for (unsigned i = 0; i < 512; i++) {
+            if (memcmp(now + 8 * i, snap + 8 * i, 8) != 0) {
                 zap_entry(sh, sp, i);
+                changed = true;
+            }
+        }
+        /*
+         * Write flooding: a table written again and again with no
+         * translation through it in between is being used as data (zeroed,
+         * recycled). Stop shadowing it, so its writes stop costing faults;
+         * if it is a table again, the next walk through it shadows it anew.
+         * Roots stay: the vCPU runs on them.
+         */
+        if (changed && ++sp->write_flood >= sh->flood_threshold && !sp->root_count) {
+            unlink_sp(sh, sp);
+            forget_sp(sh, sp);
+            pgm_pool_free(sh->pool, sp);
+            sh->unshadowed++;
+        }
     }
     pgm_shadow_commit_flush(vm);
     pthread_mutex_unlock(&sh->lock);

@@ -180,6 +180,19 @@ test_monitored_pte_write(void **state)
     pgm_stats(e->vm, &s2);
     assert_int_equal(s2.shadow_finished - s.shadow_finished, 3); /* each PTE write went via libpgm */
     assert_true(s2.shadow_zaps > s.shadow_zaps);
+    /* three writes with no translation through the table in between: a
+     * flood (default threshold 3), so the table is no longer shadowed ... */
+    assert_int_equal(s2.shadow_unshadowed - s.shadow_unshadowed, 1);
+    /* ... and is shadowed again as soon as a walk goes through it */
+    access(e, 0x1000, 0, &v, 8);
+    pte = 0x10007;
+    access(e, 0x5008, PGM_ACCESS_WRITE, &pte, 8);
+    struct pgm_stats s3;
+    pgm_stats(e->vm, &s3);
+    assert_int_equal(s3.shadow_finished - s2.shadow_finished, 1);
+    pgm_invlpg(e->vcpu, 0x1000);
+    access(e, 0x1000, 0, &v, 8);
+    assert_true(v == 0x1122334455667788ull);
 }
 
 static void
