@@ -58,53 +58,6 @@ pgm_sync_cr3(struct pgm_vcpu *vcpu, uint64_t cr3)
 #define VEC_GP 13
 #define VEC_PF 14
 
-/*
- * Finish an access libpgm must make itself (monitored table, handler page,
- * MMIO, a write only CR0.WP = 0 allows): snapshot the shadowed guest tables
- * it may write, let @finish do it, then zap the shadow entries of every
- * guest entry that changed. @gva/@size bound what may be written.
- */
-static int
-finish_with_snapshots(struct pgm_vcpu *vcpu, pgm_gva_t gva, unsigned size,
-                      int (*finish)(void *ctx), void *ctx)
-{
-    struct pgm_vm *vm = vcpu->vm;
-    uint64_t gfns[2];
-    unsigned n = 0;
-    static _Thread_local uint8_t snap[2][4096];
-    bool shadowed[2] = { false, false };
-    /* The written bytes lie on the page of gva and, if they cross, the next. */
-    pgm_gva_t ends[2] = { gva, gva + (size ? size - 1 : 0) };
-    for (unsigned k = 0; k < 2; k++) {
-        if (k == 1 && (ends[1] >> PGM_PAGE_SHIFT) == (ends[0] >> PGM_PAGE_SHIFT))
-            break;
-        struct pgm_walk w;
-        if (pgm_walk(vcpu, ends[k], PGM_ACCESS_NO_AD, &w) == 0 && w.status == PGM_WALK_OK) {
-            gfns[n] = w.gpa >> PGM_PAGE_SHIFT;
-            shadowed[n] = pgm_shadow_snapshot(vm, gfns[n], snap[n]);
-            n++;
-        }
-    }
-    int rc = finish(ctx);
-    for (unsigned k = 0; k < n; k++)
-        if (shadowed[k])
-            pgm_shadow_written(vm, gfns[k], snap[k]);
-    return rc;
-}
-
-struct emulate_ctx {
-    struct pgm_vcpu *vcpu;
-    struct pgm_regs *regs;
-    struct pgm_fault_out *out;
-};
-
-static int
-finish_by_emulation(void *ctx)
-{
-    struct emulate_ctx *e = ctx;
-    return pgm_emulate_insn(e->vcpu, e->regs, e->out);
-}
-
 static void
 inject_from_walk(const struct pgm_walk *w, pgm_gva_t gva, struct pgm_fault_out *out)
 {
@@ -146,11 +99,10 @@ pgm_trap0e(struct pgm_vcpu *vcpu, uint32_t error_code, pgm_gva_t cr2, struct pgm
         return 0;
     case SHADOW_FINISH:
     default: {
-        vcpu->vm->shadow->emulations++;
-        struct emulate_ctx e = { vcpu, regs, out };
-        /* An instruction writes at most 16 bytes at the faulting address
-         * (string instructions go one element per fault at a page edge). */
-        return finish_with_snapshots(vcpu, cr2, 16, finish_by_emulation, &e);
+        /* Its writes reach shadowed guest tables through the physical layer,
+         * which keeps the shadows coherent (src/phys.c). */
+        __atomic_fetch_add(&vcpu->vm->shadow->emulations, 1, __ATOMIC_RELAXED);
+        return pgm_emulate_insn(vcpu, regs, out);
     }
     }
 }

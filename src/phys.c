@@ -497,7 +497,17 @@ phys_access(struct pgm_vm *vm, struct pgm_vcpu *vcpu, pgm_gpa_t gpa, uint8_t *rb
                         return -ENOMEM;
                     host = pg->host;
                 }
+                /*
+                 * A write to a guest page table the shadow engine shadows -
+                 * by the guest (emulated) or by the VMM - must reach the
+                 * shadows: the entries of every changed guest entry go.
+                 */
+                uint8_t snap[PGM_PAGE_SIZE];
+                uint64_t gfn = gpa >> PGM_PAGE_SHIFT;
+                bool shadowed = vm->shadow && pgm_shadow_snapshot(vm, gfn, snap);
                 guest_copy(host + off, wbuf, n, gpa, true);
+                if (shadowed)
+                    pgm_shadow_written(vm, gfn, snap);
             }
             break;
         }

@@ -119,15 +119,10 @@ pgm_soft_access(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, void *buf
         }
         /* SHADOW_FINISH: libpgm makes the access on guest-physical memory. */
         __atomic_fetch_add(&vm->shadow->emulations, 1, __ATOMIC_RELAXED);
+        /* Writes to shadowed guest tables keep the shadows coherent in the
+         * physical layer (src/phys.c). */
         struct direct_ctx d = { vcpu, w.gpa, buf, size, write };
-        struct pgm_vcpu *v = vcpu;
-        static _Thread_local uint8_t snap[4096];
-        uint64_t gfn = w.gpa >> PGM_PAGE_SHIFT;
-        bool shadowed = write && pgm_shadow_snapshot(vm, gfn, snap);
         rc = finish_direct(&d);
-        if (shadowed)
-            pgm_shadow_written(vm, gfn, snap);
-        (void)v;
         if (rc == PGM_RC_HANDLER_EXIT) {
             out->result = PGM_FAULT_EXIT;
             out->exit_reason = PGM_EXIT_HANDLER;

@@ -216,7 +216,8 @@ pgm_shadow_create(struct pgm_vm *vm)
     pthread_mutex_init(&sh->lock, NULL);
     int rc = pgm_pool_create(vm, &sh->pool);
     if (rc == 0)
-        rc = pgm_rmap_init(&sh->rmap, &vm->alloc, sh->pool->budget);
+        /* Sized for the leaves the pool can hold, so the map rarely grows. */
+        rc = pgm_rmap_init(&sh->rmap, &vm->alloc, (uint64_t)sh->pool->budget * 32);
     if (rc == 0) {
         uint32_t slots = 64;
         while (slots < 2 * sh->pool->budget)
@@ -495,7 +496,8 @@ pgm_shadow_fault(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct p
 
     pthread_mutex_lock(&sh->lock);
     uint64_t gfn = w->gpa >> PGM_PAGE_SHIFT;
-    if (write && pgm_pool_gfn_shadow_count(sh->pool, gfn)) {
+    bool monitored = pgm_pool_gfn_shadow_count(sh->pool, gfn) > 0;
+    if (write && monitored) {
         pthread_mutex_unlock(&sh->lock);
         *action = SHADOW_FINISH; /* a shadowed guest table */
         return 0;
@@ -557,8 +559,9 @@ pgm_shadow_fault(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct p
     unsigned i = (unsigned)(gva >> 12) & 511;
     uint64_t leaf = w->entry[w->last_level];
     bool guest_dirty = (leaf & SPTE_D) != 0;
-    bool may_write = (w->rights & PGM_RIGHT_WRITE) && guest_dirty && b.writable &&
-                     !pgm_pool_gfn_shadow_count(sh->pool, gfn);
+    /* Building the path may have shadowed this very gfn (a self-map). */
+    monitored = monitored || pgm_pool_gfn_shadow_count(sh->pool, gfn) > 0;
+    bool may_write = (w->rights & PGM_RIGHT_WRITE) && guest_dirty && b.writable && !monitored;
     uint64_t e = b.hpa | SPTE_P | SPTE_A;
     if (may_write)
         e |= SPTE_RW | SPTE_D;

@@ -196,6 +196,21 @@ test_monitored_pte_write(void **state)
 }
 
 static void
+test_vmm_writes_to_tables(void **state)
+{
+    struct env *e = *state;
+    uint64_t v = 0;
+    access(e, 0x1000, 0, &v, 8);           /* PT 0x4000 is now shadowed */
+    poke(e, 0x11000, 0x5151);
+    /* the VMM (not the guest) rewrites the PTE with pgm_phys_write */
+    poke(e, 0x4008, 0x11007);
+    audit(e);                              /* the stale shadow entry is gone */
+    pgm_invlpg(e->vcpu, 0x1000);           /* the TLB is the guest's business */
+    access(e, 0x1000, 0, &v, 8);
+    assert_true(v == 0x5151);
+}
+
+static void
 test_cr3_switch_and_flush(void **state)
 {
     struct env *e = *state;
@@ -260,6 +275,7 @@ main(void)
         T(test_read_write_and_ad),
         T(test_guest_faults),
         T(test_monitored_pte_write),
+        T(test_vmm_writes_to_tables),
         T(test_cr3_switch_and_flush),
         T(test_handlers_reflected),
         T(test_unsupported_modes_and_args),
