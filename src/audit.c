@@ -95,11 +95,18 @@ check_leaf(struct audit *a, struct pgm_shadow_page *sp, unsigned i, uint64_t e)
         return 0;
     }
     /* Transparency: the guest entry this shadows names that frame, with these rights. */
-    uint64_t g = 0;
-    pgm_phys_read(a->vm, (sp->gfn << PGM_PAGE_SHIFT) + 8u * i, &g, 8);
+    uint64_t g = 0, frame_mask = SPTE_ADDR;
+    if (sp->role.guest_mode == PGM_MODE_32BIT) {
+        /* 4-byte entries; this page is half (quadrant) of a 1024-entry table */
+        pgm_phys_read(a->vm, (sp->gfn << PGM_PAGE_SHIFT) + 4u * (512u * sp->role.quadrant + i),
+                      &g, 4);
+        frame_mask = 0xfffff000ull;
+    } else {
+        pgm_phys_read(a->vm, (sp->gfn << PGM_PAGE_SHIFT) + 8u * i, &g, 8);
+    }
     if (!(g & SPTE_P))
         return fail(a, sp, i, "present, but the guest entry %#" PRIx64 " is not", g);
-    if (((g & SPTE_ADDR) >> PGM_PAGE_SHIFT) != gfn)
+    if (((g & frame_mask) >> PGM_PAGE_SHIFT) != gfn)
         return fail(a, sp, i, "maps gfn %#" PRIx64 " but the guest entry %#" PRIx64 " names another",
                     gfn, g);
     if (w && (!(g & SPTE_RW) || !(g & SPTE_D)))

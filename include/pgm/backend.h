@@ -62,7 +62,12 @@ struct pgm_backend_ops {
     int (*alloc_ram_block)(void *ctx, uint64_t npages, pgm_hpa_t *hpa, void **ptr);
     /** Release a block from alloc_ram_block (required with it). */
     void (*free_ram_block)(void *ctx, pgm_hpa_t hpa, void *ptr, uint64_t npages);
-    /** Load @p root into vCPU @p vcpu_id before it next runs (optional). */
+    /**
+     * Load @p root into vCPU @p vcpu_id before it next runs (optional). For
+     * a PAE-format root (32-bit, PAE and paging-off guests on shadows) it is
+     * called again with the same root when libpgm changed one of its four
+     * PDPTEs: reload them, as the CPU only reads them at a CR3 load.
+     */
     void (*load_root)(void *ctx, unsigned vcpu_id, pgm_hpa_t root);
     /** Flush TLB state of vCPU @p vcpu_id before it next runs (optional). */
     void (*flush)(void *ctx, unsigned vcpu_id, const struct pgm_flush_req *req);

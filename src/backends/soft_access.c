@@ -33,7 +33,9 @@ load_hw_state(struct pgm_vcpu *vcpu)
      * SMAP, PKE, PKRU and PGE are the guest's, checked by the MMU itself.
      */
     struct pgm_soft_cpu cpu = {
-        .format = vcpu->mode,
+        /* IA-32e guests run on 4/5-level shadows, every other mode on PAE ones. */
+        .format = vcpu->mode == PGM_MODE_AMD64 || vcpu->mode == PGM_MODE_LA57 ? vcpu->mode
+                                                                              : PGM_MODE_PAE,
         .cr3 = root,
         .wp = true,
         .pge = (g->cr4 & PGM_CR4_PGE) != 0,

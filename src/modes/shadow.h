@@ -2,10 +2,11 @@
 /*
  * The shadow paging engine (internal; docs/shadow.md).
  *
- * This first engine builds 64-bit-format shadow tables (4- or 5-level) for
- * guests in IA-32e paging (AMD64 on 4-level, LA57 on 5-level shadows). Other
- * guest modes on a shadow VM are refused with -EOPNOTSUPP by the fault paths
- * (docs/shadow.md, "Limits").
+ * The engine builds 64-bit-format shadow tables for guests in IA-32e paging
+ * (AMD64 on 4-level, LA57 on 5-level) and PAE-format shadow tables (a
+ * per-vCPU PDPTE root, 64-bit PDs and PTs) for every other guest mode:
+ * PAE guests, 32-bit guests (their 1024-entry tables split into quadrants)
+ * and guests with paging off (an identity map of guest-physical memory).
  *
  * Coherence comes from monitoring alone: every guest page table that has a
  * shadow page is write-protected in every shadow leaf, each guest write to
@@ -57,6 +58,7 @@ struct pgm_shadow {
     uint64_t **spare_gfns;          /* gfn arrays ready for new leaf tables */
     uint32_t spare_count, spare_cap;
     bool flush_pending;             /* an entry was downgraded or removed */
+    bool relatch_pending;           /* a PAE root's PDPTE changed: reload it */
     /* counters, folded into pgm_stats */
     uint64_t syncs, emulations, zaps, flushes, unshadowed;
     uint32_t flood_threshold;

@@ -29,6 +29,13 @@
 
 #define HMAP_DELETED ((pgm_hpa_t)~0ull)
 
+/*
+ * A PAE-format root is the vCPU's own (see pgm_shadow_load_root); it lives in
+ * the pool as a direct page under this gfn plus the vCPU id, which no guest
+ * table can have (gfns are below 2^40).
+ */
+#define PAE_ROOT_GFN_BASE (1ull << 52)
+
 /* ---- hpa -> shadow page map ---------------------------------------------- */
 
 static uint32_t
@@ -127,6 +134,8 @@ zap_entry(struct pgm_shadow *sh, struct pgm_shadow_page *sp, unsigned i)
     sp->present_count--;
     sh->flush_pending = true;
     sh->zaps++;
+    if (sp->gfn >= PAE_ROOT_GFN_BASE)
+        sh->relatch_pending = true; /* a PAE root's PDPTE went: the CPU latched it */
     if (sp->role.level == 1) {
         uint64_t *gfns = pgm_shadow_gfns(sh, sp);
         pgm_rmap_gfn_remove(&sh->rmap, gfns[i], sp, i);
@@ -149,6 +158,8 @@ unlink_sp(struct pgm_shadow *sh, struct pgm_shadow_page *sp)
         ref.sp->present_count--;
         pgm_rmap_parent_remove(&sh->rmap, sp, ref.sp, ref.index);
         sh->flush_pending = true;
+        if (ref.sp->gfn >= PAE_ROOT_GFN_BASE)
+            sh->relatch_pending = true;
     }
 }
 
@@ -187,6 +198,18 @@ void
 pgm_shadow_commit_flush(struct pgm_vm *vm)
 {
     struct pgm_shadow *sh = vm->shadow;
+    if (sh->relatch_pending) {
+        /*
+         * A PAE root's entry changed: the CPU holds the PDPTEs it latched
+         * at the last CR3 load, so give it the root again.
+         */
+        sh->relatch_pending = false;
+        for (unsigned i = 0; i < vm->vcpu_count && vm->be->load_root; i++) {
+            const struct pgm_shadow_page *root = vm->vcpus[i].root;
+            if (root && root->gfn >= PAE_ROOT_GFN_BASE)
+                vm->be->load_root(vm->be_ctx, i, root->hpa);
+        }
+    }
     if (!sh->flush_pending)
         return;
     sh->flush_pending = false;
@@ -273,7 +296,15 @@ pgm_shadow_destroy(struct pgm_vm *vm)
 bool
 pgm_shadow_mode_supported(const struct pgm_vcpu *vcpu)
 {
-    return vcpu->mode == PGM_MODE_AMD64 || vcpu->mode == PGM_MODE_LA57;
+    (void)vcpu;
+    return true; /* IA-32e guests on 64-bit shadows, every other mode on PAE ones */
+}
+
+/* Does @vcpu run on a PAE-format shadow (3 levels, PDPTE root)? */
+static bool
+pae_format(const struct pgm_vcpu *vcpu)
+{
+    return vcpu->mode != PGM_MODE_AMD64 && vcpu->mode != PGM_MODE_LA57;
 }
 
 /* ---- getting shadow pages ---------------------------------------------------- */
@@ -354,9 +385,16 @@ link_child(struct pgm_shadow *sh, struct pgm_shadow_page *parent, unsigned i,
 static unsigned
 shadow_levels(const struct pgm_vcpu *vcpu)
 {
-    return vcpu->mode == PGM_MODE_LA57 ? 5 : 4;
+    return vcpu->mode == PGM_MODE_LA57 ? 5 : vcpu->mode == PGM_MODE_AMD64 ? 4 : 3;
 }
 
+/*
+ * A PAE-format root is the vCPU's own: four PDPTEs that the hardware latches
+ * at CR3 load, refreshed at every guest CR3 load from the guest's latched
+ * PDPTEs (PAE guests) or pointing at the quadrants of the guest's page
+ * directory (32-bit guests) or at the identity map (paging off). It lives in
+ * the pool under a gfn no guest table can have, as a direct page.
+ */
 void
 pgm_shadow_drop_root(struct pgm_vcpu *vcpu)
 {
@@ -379,6 +417,10 @@ pgm_shadow_load_root(struct pgm_vcpu *vcpu, bool noflush)
     union pgm_role role = pgm_role_make(shadow_levels(vcpu), vcpu->mode);
     role.access = PGM_RIGHT_WRITE | PGM_RIGHT_USER | PGM_RIGHT_EXEC;
     uint64_t gfn = vcpu->wctx.root >> PGM_PAGE_SHIFT;
+    if (pae_format(vcpu)) {
+        role.direct = 1;
+        gfn = PAE_ROOT_GFN_BASE + vcpu->id;
+    }
     struct pgm_shadow_page *root = vcpu->root;
     if (!root || root->gfn != gfn || !pgm_role_equal(root->role, role)) {
         int rc = reserve(sh, 1);
@@ -390,6 +432,18 @@ pgm_shadow_load_root(struct pgm_vcpu *vcpu, bool noflush)
         pgm_pool_pin(sh->pool, root);
         pgm_shadow_drop_root(vcpu);
         vcpu->root = root;
+    }
+    /* A PAE root is refilled lazily after each CR3 load: the guest's PDPTEs
+     * (or page directory) may have changed; faults relink its entries. */
+    if (pae_format(vcpu)) {
+        /*
+         * Unlinking the root's entries changes no translation (faults relink
+         * the same children, or children built from the guest's new PDPTEs
+         * that MOV CR3 makes visible anyway): no flush beyond MOV CR3's.
+         */
+        bool pending = sh->flush_pending;
+        zap_contents(sh, root);
+        sh->flush_pending = pending;
     }
     if (vm->be->load_root)
         vm->be->load_root(vm->be_ctx, vcpu->id, root->hpa);
@@ -463,6 +517,60 @@ find_backing(struct pgm_vm *vm, pgm_gpa_t gpa, bool for_write, struct backing *b
     return 0;
 }
 
+/*
+ * The shadow page below shadow level @level on the path of @gva: its gfn
+ * and role (quadrant, direct), and the rights accumulated into *@acc. The
+ * guest's levels line up with the shadow's except for 32-bit guests
+ * (1024-entry tables split into quadrants) and the PAE root.
+ */
+static uint64_t
+child_key(const struct pgm_vcpu *vcpu, const struct pgm_walk *w, pgm_gva_t gva, unsigned level,
+          unsigned *acc, union pgm_role *role)
+{
+    unsigned shift = 12 + 9 * (level - 1);          /* VA span of one entry at @level */
+    uint64_t xd_mask = vcpu->wctx.xd_mask;
+    switch (vcpu->mode) {
+    case PGM_MODE_REAL:
+    case PGM_MODE_PROT:
+        /* The identity map of guest-physical memory: direct all the way. */
+        role->direct = 1;
+        return (w->gpa & ~((1ull << shift) - 1)) >> PGM_PAGE_SHIFT;
+    case PGM_MODE_32BIT:
+        if (level == 3) {
+            /* A quarter of the guest's page directory (256 of its 4 MiB PDEs). */
+            role->quadrant = (unsigned)(gva >> 30) & 3;
+            return w->entry_gpa[2] >> PGM_PAGE_SHIFT;
+        }
+        if (w->last_level == 2) {
+            /* A 4 MiB guest page: its 2 MiB half as a direct table. */
+            role->direct = 1;
+            *acc = w->rights;
+            return (w->gpa & ~((1ull << shift) - 1)) >> PGM_PAGE_SHIFT;
+        }
+        /* Half a guest page table (512 of its 1024 PTEs): VA bit 21. */
+        *acc &= entry_rights(w->entry[2], 0);
+        role->quadrant = (unsigned)(gva >> 21) & 1;
+        return (w->entry[2] & 0xfffff000ull) >> PGM_PAGE_SHIFT;
+    case PGM_MODE_PAE:
+        if (level == 3)
+            return (w->entry[3] & SPTE_ADDR) >> PGM_PAGE_SHIFT; /* PDPTEs carry no rights */
+        break;
+    case PGM_MODE_AMD64:
+    case PGM_MODE_LA57:
+    case PGM_MODE_COUNT:
+        break;
+    }
+    if (level > w->last_level) {
+        /* The guest has a table below this level: shadow it. */
+        *acc &= entry_rights(w->entry[level], xd_mask);
+        return (w->entry[level] & SPTE_ADDR) >> PGM_PAGE_SHIFT;
+    }
+    /* Inside a guest large page: a direct table of its frames. */
+    role->direct = 1;
+    *acc = w->rights;
+    return (w->gpa & ~((1ull << shift) - 1)) >> PGM_PAGE_SHIFT;
+}
+
 int
 pgm_shadow_fault(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct pgm_walk *w,
                  enum shadow_fault_action *action)
@@ -511,25 +619,15 @@ pgm_shadow_fault(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct p
         return rc;
     }
 
-    uint64_t xd_mask = vcpu->wctx.xd_mask;
     unsigned acc = PGM_RIGHT_WRITE | PGM_RIGHT_USER | PGM_RIGHT_EXEC;
     struct pgm_shadow_page *sp = vcpu->root;
     sp->write_flood = 0;
+    bool relatch = false;
     for (unsigned level = top; level > 1; level--) {
         unsigned shift = 12 + 9 * (level - 1);
         unsigned i = (unsigned)(gva >> shift) & 511;
         union pgm_role role = pgm_role_make(level - 1, vcpu->mode);
-        uint64_t child_gfn;
-        if (level > w->last_level) {
-            /* The guest has a table below this level: shadow it. */
-            acc &= entry_rights(w->entry[level], xd_mask);
-            child_gfn = (w->entry[level] & SPTE_ADDR) >> PGM_PAGE_SHIFT;
-        } else {
-            /* Inside a guest large page: a direct table of its frames. */
-            role.direct = 1;
-            acc = w->rights;
-            child_gfn = (w->gpa & ~((1ull << shift) - 1)) >> PGM_PAGE_SHIFT;
-        }
+        uint64_t child_gfn = child_key(vcpu, w, gva, level, &acc, &role);
         role.access = acc & 7;
         uint64_t e = spte_get(sp, i);
         struct pgm_shadow_page *child = NULL;
@@ -542,8 +640,6 @@ pgm_shadow_fault(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct p
                 pgm_pool_touch(sh->pool, child);
             }
         }
-        if (child)
-            child->write_flood = 0; /* used as a table: not a flood */
         if (!child) {
             child = get_sp(sh, child_gfn, role);
             if (!child) {
@@ -551,14 +647,23 @@ pgm_shadow_fault(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct p
                 return -ENOMEM;
             }
             link_child(sh, sp, i, child);
+            /* PAE-format PDPTEs: only P and the address; the CPU latches
+             * them at CR3 load, so hand the root over again. */
+            if (level == 3 && top == 3) {
+                spte_set(sp, i, child->hpa | SPTE_P);
+                relatch = true;
+            }
         }
+        child->write_flood = 0; /* used as a table: not a flood */
         sp = child;
     }
+    if (relatch && vm->be->load_root)
+        vm->be->load_root(vm->be_ctx, vcpu->id, vcpu->root->hpa);
 
     /* The leaf. */
     unsigned i = (unsigned)(gva >> 12) & 511;
-    uint64_t leaf = w->entry[w->last_level];
-    bool guest_dirty = (leaf & SPTE_D) != 0;
+    /* Without paging there is no guest entry and no D bit to emulate. */
+    bool guest_dirty = w->top_level == 0 || (w->entry[w->last_level] & SPTE_D) != 0;
     /* Building the path may have shadowed this very gfn (a self-map). */
     monitored = monitored || pgm_pool_gfn_shadow_count(sh->pool, gfn) > 0;
     bool may_write = (w->rights & PGM_RIGHT_WRITE) && guest_dirty && b.writable && !monitored;
@@ -634,10 +739,30 @@ pgm_shadow_written(struct pgm_vm *vm, uint64_t gfn, const uint8_t snap[4096])
         if (sp->role.direct)
             continue;
         bool changed = false;
-        for (unsigned i = 0; i < 512; i++) {
-            if (memcmp(now + 8 * i, snap + 8 * i, 8) != 0) {
-                zap_entry(sh, sp, i);
-                changed = true;
+        if (sp->role.guest_mode == PGM_MODE_32BIT) {
+            /*
+             * 4-byte guest entries. A PT half (level 1, quadrant q) shadows
+             * guest PTEs 512q..512q+511 one to one; a PD quarter (level 2)
+             * shadows guest PDEs 256q..256q+255, each as two 2 MiB entries.
+             */
+            for (unsigned k = 0; k < 1024; k++) {
+                if (!memcmp(now + 4 * k, snap + 4 * k, 4))
+                    continue;
+                if (sp->role.level == 1 && k / 512 == sp->role.quadrant) {
+                    zap_entry(sh, sp, k % 512);
+                    changed = true;
+                } else if (sp->role.level == 2 && k / 256 == sp->role.quadrant) {
+                    zap_entry(sh, sp, 2 * (k % 256));
+                    zap_entry(sh, sp, 2 * (k % 256) + 1);
+                    changed = true;
+                }
+            }
+        } else {
+            for (unsigned i = 0; i < 512; i++) {
+                if (memcmp(now + 8 * i, snap + 8 * i, 8) != 0) {
+                    zap_entry(sh, sp, i);
+                    changed = true;
+                }
             }
         }
         /*

@@ -256,15 +256,133 @@ test_handlers_reflected(void **state)
 }
 
 static void
-test_unsupported_modes_and_args(void **state)
+test_bad_args(void **state)
 {
     struct env *e = *state;
     uint64_t v;
     struct pgm_fault_out o;
     assert_int_equal(pgm_soft_access(e->vcpu, 0xffe, 0, &v, 8, &o), -EINVAL); /* crosses a page */
-    struct pgm_cpu_state st = { .cr0 = PGM_CR0_PE | PGM_CR0_PG, .cr3 = 0x1000 }; /* 32-bit paging */
+    assert_int_equal(pgm_soft_access(e->vcpu, 0x1000, 0, NULL, 8, &o), -EINVAL);
+    assert_int_equal(pgm_trap0e(e->vcpu, 0, 0x1000, NULL, &o), -EINVAL);
+}
+
+static void
+set_state(struct env *e, uint64_t cr0, uint64_t cr4, uint64_t efer, uint64_t cr3)
+{
+    struct pgm_cpu_state st = { .cr0 = cr0, .cr4 = cr4, .efer = efer, .cr3 = cr3 };
     assert_int_equal(pgm_set_cpu_state(e->vcpu, &st, 0), 0);
-    assert_int_equal(pgm_soft_access(e->vcpu, 0x1000, 0, &v, 8, &o), -EOPNOTSUPP);
+}
+
+/* 32-bit paging: PD 0x20000, PT 0x21000, 4-byte entries, on a PAE-format shadow. */
+static void
+test_32bit_guest(void **state)
+{
+    struct env *e = *state;
+    uint32_t pde0 = 0x21007, pde1 = 0x00c00087;      /* PDE 1: a 4 MiB page at 0xc00000 */
+    pgm_phys_write(e->vm, 0x20000, &pde0, 4);
+    pgm_phys_write(e->vm, 0x20004, &pde1, 4);
+    uint32_t pte1 = 0x10007, pte5 = 0x21003;         /* VA 0x5000 maps the PT itself */
+    pgm_phys_write(e->vm, 0x21004, &pte1, 4);
+    pgm_phys_write(e->vm, 0x21014, &pte5, 4);
+    set_state(e, PGM_CR0_PE | PGM_CR0_PG | PGM_CR0_WP, PGM_CR4_PSE, 0, 0x20000);
+    uint64_t v = 0;
+    struct pgm_fault_out o = access(e, 0x1000, PGM_ACCESS_USER, &v, 8);
+    assert_int_equal(o.result, PGM_FAULT_RESUME);
+    assert_true(v == 0x1122334455667788ull);
+    uint32_t got;
+    pgm_phys_read(e->vm, 0x21004, &got, 4);
+    assert_int_equal(got & 0x60, 0x20);               /* A, set in the 4-byte PTE */
+    /* the 4 MiB page, second 2 MiB half */
+    v = 0x77;
+    o = access(e, 0x600010, PGM_ACCESS_WRITE, &v, 1);
+    assert_int_equal(o.result, PGM_FAULT_RESUME);
+    assert_int_equal((uint8_t)peek(e, 0xe00010), 0x77);
+    pgm_phys_read(e->vm, 0x20004, &got, 4);
+    assert_int_equal(got & 0x60, 0x60);
+    /* a user write to a supervisor page: the guest's 32-bit error code, no I/D */
+    o = access(e, 0x5000, PGM_ACCESS_WRITE | PGM_ACCESS_USER, &v, 4);
+    assert_int_equal(o.result, PGM_FAULT_INJECT);
+    assert_int_equal(o.error_code, 0x7);
+    /* the guest remaps VA 0x1000 through its own 4-byte PTE (monitored) */
+    uint32_t npte = 0x11007;
+    o = access(e, 0x5004, PGM_ACCESS_WRITE, &npte, 4);
+    assert_int_equal(o.result, PGM_FAULT_RESUME);
+    poke(e, 0x11000, 0x3232);
+    pgm_invlpg(e->vcpu, 0x1000);
+    access(e, 0x1000, 0, &v, 8);
+    assert_true(v == 0x3232);
+    /* a PDE write zaps both 2 MiB halves it shadows */
+    uint32_t npde = 0x00800087;                       /* 4 MiB page now at 0x800000 */
+    poke(e, 0xa00010, 0x99);
+    access(e, 0x5000, 0, &v, 4);                      /* keep the PT mapping in use */
+    pgm_phys_write(e->vm, 0x20004, &npde, 4);          /* the VMM rewrites the PDE */
+    audit(e);
+    pgm_flush_tlb(e->vcpu, true);
+    v = 0;
+    access(e, 0x600010, 0, &v, 1);
+    assert_int_equal((uint8_t)v, 0x99);
+}
+
+/* PAE paging: PDPT at 0x30020 (32-byte aligned), PD 0x31000, PT 0x32000. */
+static void
+test_pae_guest(void **state)
+{
+    struct env *e = *state;
+    poke(e, 0x30020, 0x31001);
+    poke(e, 0x31000, 0x32007);
+    poke(e, 0x32008, 0x10007);
+    poke(e, 0x32010, 0x11007 | 1ull << 63);           /* VA 0x2000: XD */
+    set_state(e, PGM_CR0_PE | PGM_CR0_PG | PGM_CR0_WP, PGM_CR4_PAE, PGM_EFER_NXE, 0x30020);
+    uint64_t v = 0;
+    struct pgm_fault_out o = access(e, 0x1000, 0, &v, 8);
+    assert_int_equal(o.result, PGM_FAULT_RESUME);
+    assert_true(v == 0x1122334455667788ull);
+    o = access(e, 0x2000, PGM_ACCESS_FETCH, &v, 1);
+    assert_int_equal(o.result, PGM_FAULT_INJECT);
+    assert_int_equal(o.error_code, 0x11);
+    /* PDPTEs are latched: rewriting the PDPT changes nothing until MOV CR3 */
+    poke(e, 0x33000, 0x34007);
+    poke(e, 0x34008, 0x12007);
+    poke(e, 0x12000, 0x4444);
+    poke(e, 0x30020, 0x33001);
+    pgm_flush_tlb(e->vcpu, true);
+    access(e, 0x1000, 0, &v, 8);
+    assert_true(v == 0x1122334455667788ull);
+    assert_int_equal(pgm_sync_cr3(e->vcpu, 0x30020), 0);
+    access(e, 0x1000, 0, &v, 8);
+    assert_true(v == 0x4444);
+    /* a write sets D in the guest's 8-byte PTE */
+    v = 5;
+    access(e, 0x1000, PGM_ACCESS_WRITE, &v, 8);
+    assert_true((peek(e, 0x34008) & 0x60) == 0x60);
+}
+
+/* Paging off: linear = guest-physical, through the identity map. */
+static void
+test_real_and_prot_guest(void **state)
+{
+    struct env *e = *state;
+    set_state(e, 0, 0, 0, 0);
+    uint64_t v = 0;
+    struct pgm_fault_out o = access(e, 0x10000, 0, &v, 8);
+    assert_int_equal(o.result, PGM_FAULT_RESUME);
+    assert_true(v == 0x1122334455667788ull);
+    v = 9;
+    access(e, 0x123458, PGM_ACCESS_WRITE, &v, 8);
+    assert_true(peek(e, 0x123458) == 9);
+    set_state(e, PGM_CR0_PE, 0, 0, 0);
+    access(e, 0x123458, 0, &v, 8);
+    assert_true(v == 9);
+    /* an MMIO page with no handler: reads see all-ones */
+    assert_int_equal(pgm_phys_add_mmio(e->vm, 0xfee00000, 0x1000), 0);
+    o = access(e, 0xfee00000, 0, &v, 4);
+    assert_int_equal(o.result, PGM_FAULT_RESUME);
+    assert_int_equal((uint32_t)v, 0xffffffffu);
+    /* back to long mode: the IA-32e tables still work */
+    set_state(e, PGM_CR0_PE | PGM_CR0_PG | PGM_CR0_WP, PGM_CR4_PAE,
+              PGM_EFER_LME | PGM_EFER_NXE, 0x1000);
+    access(e, 0x1000, 0, &v, 8);
+    assert_true(v == 0x1122334455667788ull);
 }
 
 int
@@ -278,7 +396,10 @@ main(void)
         T(test_vmm_writes_to_tables),
         T(test_cr3_switch_and_flush),
         T(test_handlers_reflected),
-        T(test_unsupported_modes_and_args),
+        T(test_bad_args),
+        T(test_32bit_guest),
+        T(test_pae_guest),
+        T(test_real_and_prot_guest),
     };
 #undef T
     return cmocka_run_group_tests_name("shadow", tests, NULL, NULL);
