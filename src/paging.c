@@ -43,7 +43,7 @@ pgm_sync_cr3(struct pgm_vcpu *vcpu, uint64_t cr3)
     vcpu->state.cr3 = cr3 & ~(1ull << 63);
     vcpu->stats.cr3_loads++;
     struct pgm_shadow *sh = vcpu->vm->shadow;
-    if (sh && pgm_shadow_mode_supported(vcpu)) {
+    if (sh) {
         pthread_mutex_lock(&sh->lock);
         int rc = pgm_shadow_load_root(vcpu, noflush);
         pthread_mutex_unlock(&sh->lock);

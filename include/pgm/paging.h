@@ -103,7 +103,9 @@ struct pgm_fault_out {
 PGM_API int pgm_emulate_insn(struct pgm_vcpu *vcpu, struct pgm_regs *regs,
                              struct pgm_fault_out *out);
 
-/* ---- Shadow paging (VMs created with PGM_PAGING_SHADOW_AMD64) ---------- */
+/* ---- Shadow paging (VMs created with PGM_PAGING_SHADOW_AMD64) ----------
+ * Every guest mode is shadowed: IA-32e guests on 4/5-level shadow tables,
+ * the others on PAE-format ones (docs/shadow.md). */
 
 /**
  * A #PF the hardware raised while the guest ran on libpgm's shadow tables
@@ -163,7 +165,8 @@ PGM_API int pgm_before_entry(struct pgm_vcpu *vcpu, pgm_hpa_t *root);
  *
  * @return 0 with @p out->result RESUME (the access is done), INJECT or EXIT;
  *         -EINVAL (bad arguments, VM not on the soft backend with shadow
- *         paging, @p size crossing a page); -ENOMEM
+ *         paging, @p size crossing a page); -ENOMEM; -EIO if a shadow entry
+ *         points at memory the backend never handed out (pgm_audit says why)
  */
 PGM_API int pgm_soft_access(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, void *buf,
                             size_t size, struct pgm_fault_out *out);

@@ -74,8 +74,6 @@ pgm_soft_access(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, void *buf
     struct pgm_vm *vm = vcpu->vm;
     if (!vm->shadow || vm->be != pgm_soft_backend_ops())
         return -EINVAL;
-    if (!pgm_shadow_mode_supported(vcpu))
-        return -EOPNOTSUPP;
     memset(out, 0, sizeof(*out));
     bool write = access & PGM_ACCESS_WRITE;
 

@@ -70,9 +70,6 @@ struct pgm_vcpu;
 int pgm_shadow_create(struct pgm_vm *vm);
 void pgm_shadow_destroy(struct pgm_vm *vm);
 
-/* Is @vcpu's guest mode one this engine shadows? */
-bool pgm_shadow_mode_supported(const struct pgm_vcpu *vcpu);
-
 /*
  * Make sure @vcpu has the root for its current CR3 and mode (building or
  * looking it up), pinned, and tell the backend. Flushes as MOV CR3 does

@@ -293,14 +293,10 @@ pgm_shadow_destroy(struct pgm_vm *vm)
     vm->shadow = NULL;
 }
 
-bool
-pgm_shadow_mode_supported(const struct pgm_vcpu *vcpu)
-{
-    (void)vcpu;
-    return true; /* IA-32e guests on 64-bit shadows, every other mode on PAE ones */
-}
-
-/* Does @vcpu run on a PAE-format shadow (3 levels, PDPTE root)? */
+/*
+ * Does @vcpu run on a PAE-format shadow (3 levels, PDPTE root)? IA-32e
+ * guests use 64-bit-format shadows, every other mode a PAE-format one.
+ */
 static bool
 pae_format(const struct pgm_vcpu *vcpu)
 {
@@ -410,10 +406,6 @@ pgm_shadow_load_root(struct pgm_vcpu *vcpu, bool noflush)
 {
     struct pgm_vm *vm = vcpu->vm;
     struct pgm_shadow *sh = vm->shadow;
-    if (!pgm_shadow_mode_supported(vcpu)) {
-        pgm_shadow_drop_root(vcpu);
-        return -EOPNOTSUPP;
-    }
     union pgm_role role = pgm_role_make(shadow_levels(vcpu), vcpu->mode);
     role.access = PGM_RIGHT_WRITE | PGM_RIGHT_USER | PGM_RIGHT_EXEC;
     uint64_t gfn = vcpu->wctx.root >> PGM_PAGE_SHIFT;
@@ -463,8 +455,7 @@ pgm_shadow_mode_changed(struct pgm_vcpu *vcpu)
     struct pgm_shadow *sh = vm->shadow;
     pthread_mutex_lock(&sh->lock);
     pgm_shadow_drop_root(vcpu);
-    if (pgm_shadow_mode_supported(vcpu))
-        pgm_shadow_load_root(vcpu, true); /* on failure the next fault retries */
+    pgm_shadow_load_root(vcpu, true); /* on failure the next fault retries */
     if (vm->be->flush) {
         struct pgm_flush_req req = { .scope = PGM_FLUSH_ALL };
         vm->be->flush(vm->be_ctx, vcpu->id, &req);
@@ -577,8 +568,6 @@ pgm_shadow_fault(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct p
 {
     struct pgm_vm *vm = vcpu->vm;
     struct pgm_shadow *sh = vm->shadow;
-    if (!pgm_shadow_mode_supported(vcpu))
-        return -EOPNOTSUPP;
     int rc = pgm_walk(vcpu, gva, access, w);
     if (rc < 0)
         return rc;
