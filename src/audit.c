@@ -83,11 +83,19 @@ check_leaf(struct audit *a, struct pgm_shadow_page *sp, unsigned i, uint64_t e)
             return fail(a, sp, i, "writable mapping of ROM");
         if (hk != PGM_HANDLER_NONE)
             return fail(a, sp, i, "writable mapping of gfn %#" PRIx64 " under a write handler", gfn);
-        if (pgm_pool_gfn_shadow_count(sh->pool, gfn))
+        if (pgm_shadow_gfn_monitored(sh, gfn))
             return fail(a, sp, i, "writable mapping of gfn %#" PRIx64 ", a shadowed guest table",
                         gfn);
     }
 
+    /*
+     * An out-of-sync table is writable by the guest: its entries may lag the
+     * guest's until the next INVLPG / MOV CR3 / flush resyncs it (the SDM
+     * lets a TLB be that stale). Isolation was checked above; transparency
+     * is checked when it is back in sync.
+     */
+    if (sp->unsync)
+        return 0;
     if (sp->role.direct) {
         if (gfn != sp->gfn + i)
             return fail(a, sp, i, "direct entry maps gfn %#" PRIx64 ", not %#" PRIx64, gfn,

@@ -120,9 +120,11 @@ pgm_invlpg(struct pgm_vcpu *vcpu, pgm_gva_t gva)
             return 0;
     }
     /*
-     * Shadows are kept coherent by monitoring, so they already match the
-     * guest's tables: only the hardware TLB holds anything stale.
+     * Monitored tables already match the guest's; out-of-sync ones are
+     * brought back in sync here (all of them: simple, and rarely many).
+     * Then only the hardware TLB holds anything stale.
      */
+    pgm_shadow_resync_all(vm);
     if (vm->shadow && vm->be->flush) {
         struct pgm_flush_req req = { .scope = PGM_FLUSH_GVA, .addr = gva };
         vm->be->flush(vm->be_ctx, vcpu->id, &req);
@@ -136,6 +138,7 @@ pgm_flush_tlb(struct pgm_vcpu *vcpu, bool global)
     if (!vcpu)
         return -EINVAL;
     struct pgm_vm *vm = vcpu->vm;
+    pgm_shadow_resync_all(vm);
     if (vm->shadow && vm->be->flush) {
         struct pgm_flush_req req = { .scope = global ? PGM_FLUSH_ALL : PGM_FLUSH_NONGLOBAL };
         vm->be->flush(vm->be_ctx, vcpu->id, &req);

@@ -64,15 +64,26 @@ struct pgm_vm_config {
     struct pgm_allocator allocator;       /**< host allocator for libpgm's own structures */
     /**
      * Shadow paging: guest writes libpgm finishes on a shadowed guest table,
-     * with no translation through that table in between, before it stops
+     * with no shadow fault through that table in between, before it stops
      * shadowing the table (it is being used as data: zeroed, recycled).
-     * 0: the default, 3.
+     * Applies to upper-level tables, and to leaf tables when unsync is off
+     * (otherwise leaf tables go out of sync instead). 0: the default, 3.
      */
     uint32_t flood_threshold;
-    uint8_t reserved[60];                 /**< must be zero */
+    /**
+     * Shadow paging: guest writes libpgm finishes on a shadowed *leaf* page
+     * table before it lets the table go out of sync (writable, resynced by
+     * diff at the guest's next INVLPG, MOV CR3 or TLB flush) instead of
+     * finishing every write. 0: the default, 3. PGM_UNSYNC_OFF: never.
+     */
+    uint32_t unsync_threshold;
+    uint8_t reserved[56];                 /**< must be zero */
 };
 
 #define PGM_MAX_VCPUS 256
+
+/** struct pgm_vm_config.unsync_threshold: keep every shadowed table write-protected. */
+#define PGM_UNSYNC_OFF UINT32_MAX
 
 /**
  * Guest control state. CR0, CR4 and EFER select the paging mode; CR3 the root.

@@ -46,10 +46,12 @@ struct shadow_hmap_slot {
     pgm_hpa_t hpa;                  /* 0: empty; ~0: deleted */
     struct pgm_shadow_page *sp;
     uint64_t *gfns;                 /* leaf tables: the gfn each entry maps */
+    uint32_t writes;                /* writes libpgm finished on the table since in sync */
 };
 
 struct pgm_shadow {
     pthread_mutex_t lock;
+    struct pgm_vm *vm;
     struct pgm_allocator alloc;
     struct pgm_pool *pool;
     struct pgm_rmap rmap;
@@ -60,8 +62,10 @@ struct pgm_shadow {
     bool flush_pending;             /* an entry was downgraded or removed */
     bool relatch_pending;           /* a PAE root's PDPTE changed: reload it */
     /* counters, folded into pgm_stats */
-    uint64_t syncs, emulations, zaps, flushes, unshadowed;
+    uint64_t syncs, emulations, zaps, flushes, unshadowed, unsyncs, resyncs;
     uint32_t flood_threshold;
+    uint32_t unsync_threshold;      /* PGM_UNSYNC_OFF: never */
+    uint32_t unsync_count;          /* shadow pages out of sync now */
 };
 
 struct pgm_vm;
@@ -120,6 +124,15 @@ void pgm_shadow_unmap_gfn(struct pgm_vm *vm, uint64_t gfn);
 
 /* Send the pending flush (to every vCPU) if any. Lock held. */
 void pgm_shadow_commit_flush(struct pgm_vm *vm);
+
+/*
+ * The guest's TLB-maintenance points (INVLPG, MOV CR3 without NOFLUSH, a TLB
+ * flush): bring every out-of-sync table back in sync. Takes the lock.
+ */
+void pgm_shadow_resync_all(struct pgm_vm *vm);
+
+/* Is @gfn write-protected in the shadows (shadowed, in sync)? Lock held. */
+bool pgm_shadow_gfn_monitored(struct pgm_shadow *sh, uint64_t gfn);
 
 /* Audit (src/audit.c) helpers. */
 struct pgm_shadow_page *pgm_shadow_sp_of_hpa(struct pgm_shadow *sh, pgm_hpa_t hpa);

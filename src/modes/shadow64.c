@@ -109,6 +109,7 @@ spte_set(struct pgm_shadow_page *sp, unsigned i, uint64_t v)
 }
 
 static void zap_entry(struct pgm_shadow *sh, struct pgm_shadow_page *sp, unsigned i);
+static void write_protect_gfn(struct pgm_shadow *sh, uint64_t gfn);
 
 /* Clear every present entry of @sp (its children and leaf mappings go). */
 static void
@@ -169,6 +170,11 @@ forget_sp(struct pgm_shadow *sh, struct pgm_shadow_page *sp)
     struct shadow_hmap_slot *s = hmap_find(sh, sp->hpa);
     if (!s)
         return;
+    if (sp->unsync) {
+        sp->unsync = false;
+        sh->unsync_count--;
+    }
+    s->writes = 0;
     if (s->gfns && sh->spare_count < sh->spare_cap)
         sh->spare_gfns[sh->spare_count++] = s->gfns;
     else
@@ -235,7 +241,9 @@ pgm_shadow_create(struct pgm_vm *vm)
         return -ENOMEM;
     vm->shadow = sh;
     sh->alloc = vm->alloc;
+    sh->vm = vm;
     sh->flood_threshold = vm->cfg.flood_threshold ? vm->cfg.flood_threshold : 3;
+    sh->unsync_threshold = vm->cfg.unsync_threshold ? vm->cfg.unsync_threshold : 3;
     pthread_mutex_init(&sh->lock, NULL);
     int rc = pgm_pool_create(vm, &sh->pool);
     if (rc == 0)
@@ -303,6 +311,126 @@ pae_format(const struct pgm_vcpu *vcpu)
     return vcpu->mode != PGM_MODE_AMD64 && vcpu->mode != PGM_MODE_LA57;
 }
 
+/* ---- monitoring and out-of-sync tables ---------------------------------------- */
+
+bool
+pgm_shadow_gfn_monitored(struct pgm_shadow *sh, uint64_t gfn)
+{
+    struct pgm_shadow_page *sp, *next;
+    pgm_pool_for_each_gfn(sh->pool, gfn, sp, next) {
+        if (!sp->role.direct && !sp->role.invalid && !sp->unsync)
+            return true;
+    }
+    return false;
+}
+
+/* The guest entry shadowed by entry @i of leaf table @sp. */
+static uint64_t
+guest_leaf_entry(struct pgm_vm *vm, const struct pgm_shadow_page *sp, unsigned i,
+                 uint64_t *frame_mask)
+{
+    uint64_t g = 0;
+    if (sp->role.guest_mode == PGM_MODE_32BIT) {
+        pgm_phys_read(vm, (sp->gfn << PGM_PAGE_SHIFT) + 4u * (512u * sp->role.quadrant + i), &g, 4);
+        *frame_mask = 0xfffff000ull;
+    } else {
+        pgm_phys_read(vm, (sp->gfn << PGM_PAGE_SHIFT) + 8u * i, &g, 8);
+        *frame_mask = SPTE_ADDR;
+    }
+    return g;
+}
+
+/*
+ * Bring out-of-sync leaf table @sp back in sync. Rather than diffing against
+ * a snapshot (which misses an entry changed and changed back while a shadow
+ * entry was built from the middle value), every present shadow entry is
+ * checked against the guest entry as it is now and zapped unless the guest
+ * still maps the same frame with rights at least as wide. Then the table is
+ * write-protected again.
+ */
+static void
+resync_sp(struct pgm_vm *vm, struct pgm_shadow_page *sp)
+{
+    struct pgm_shadow *sh = vm->shadow;
+    uint64_t *gfns = pgm_shadow_gfns(sh, sp);
+    for (unsigned i = 0; i < 512 && sp->present_count; i++) {
+        uint64_t e = spte_get(sp, i);
+        if (!(e & SPTE_P))
+            continue;
+        uint64_t mask;
+        uint64_t g = guest_leaf_entry(vm, sp, i, &mask);
+        bool keep = (g & SPTE_P) && ((g & mask) >> PGM_PAGE_SHIFT) == gfns[i] &&
+                    (!(e & SPTE_RW) || ((g & SPTE_RW) && (g & SPTE_D))) &&
+                    (!(e & SPTE_US) || (g & SPTE_US)) &&
+                    ((e & SPTE_XD) || sp->role.guest_mode == PGM_MODE_32BIT || !(g & SPTE_XD));
+        if (!keep)
+            zap_entry(sh, sp, i);
+    }
+    sp->unsync = false;
+    sh->unsync_count--;
+    sh->resyncs++;
+    struct shadow_hmap_slot *slot = hmap_find(sh, sp->hpa);
+    slot->writes = 0;
+    write_protect_gfn(sh, sp->gfn);
+}
+
+static int
+resync_cb(void *ctx, struct pgm_shadow_page *sp)
+{
+    if (sp->unsync)
+        resync_sp(ctx, sp);
+    return 0;
+}
+
+void
+pgm_shadow_resync_all(struct pgm_vm *vm)
+{
+    struct pgm_shadow *sh = vm->shadow;
+    if (!sh)
+        return;
+    pthread_mutex_lock(&sh->lock);
+    if (sh->unsync_count) {
+        pgm_pool_for_each_page(sh->pool, resync_cb, vm);
+        pgm_shadow_commit_flush(vm);
+    }
+    pthread_mutex_unlock(&sh->lock);
+}
+
+/*
+ * A write fault on shadowed table @gfn: may it go out of sync instead of
+ * having the write finished by libpgm? Only leaf tables (an upper-level
+ * table must stay exact: the shadow tree's shape depends on it), and only
+ * once libpgm has finished `unsync_threshold` writes to it.
+ */
+static bool
+try_unsync(struct pgm_shadow *sh, uint64_t gfn)
+{
+    if (sh->unsync_threshold == PGM_UNSYNC_OFF)
+        return false;
+    struct pgm_shadow_page *sp, *next;
+    uint32_t writes = 0;
+    bool any = false;
+    pgm_pool_for_each_gfn(sh->pool, gfn, sp, next) {
+        if (sp->role.direct || sp->role.invalid)
+            continue;
+        if (sp->role.level != 1 || sp->root_count)
+            return false;
+        struct shadow_hmap_slot *slot = hmap_find(sh, sp->hpa);
+        writes = slot->writes > writes ? slot->writes : writes;
+        any = true;
+    }
+    if (!any || writes < sh->unsync_threshold)
+        return false;
+    pgm_pool_for_each_gfn(sh->pool, gfn, sp, next) {
+        if (!sp->role.direct && !sp->role.invalid && !sp->unsync) {
+            sp->unsync = true;
+            sh->unsync_count++;
+            sh->unsyncs++;
+        }
+    }
+    return true;
+}
+
 /* ---- getting shadow pages ---------------------------------------------------- */
 
 /*
@@ -353,7 +481,16 @@ get_sp(struct pgm_shadow *sh, uint64_t gfn, union pgm_role role)
         pgm_pool_touch(sh->pool, sp);
         return sp;
     }
-    bool was_monitored = pgm_pool_gfn_shadow_count(sh->pool, gfn) > 0;
+    if (!role.direct && role.level > 1) {
+        /* The gfn is (also) an upper-level table now: its out-of-sync leaf
+         * shadows, if any, must be exact again. */
+        struct pgm_shadow_page *o, *next;
+        pgm_pool_for_each_gfn(sh->pool, gfn, o, next) {
+            if (o->unsync)
+                resync_sp(sh->vm, o);
+        }
+    }
+    bool was_monitored = pgm_shadow_gfn_monitored(sh, gfn);
     sp = pgm_pool_alloc(sh->pool, gfn, role);
     if (!sp)
         return NULL;
@@ -413,6 +550,9 @@ pgm_shadow_load_root(struct pgm_vcpu *vcpu, bool noflush)
         role.direct = 1;
         gfn = PAE_ROOT_GFN_BASE + vcpu->id;
     }
+    /* A flushing MOV CR3 is a point where the guest's table edits must show. */
+    if (!noflush && sh->unsync_count)
+        pgm_pool_for_each_page(sh->pool, resync_cb, vm);
     struct pgm_shadow_page *root = vcpu->root;
     if (!root || root->gfn != gfn || !pgm_role_equal(root->role, role)) {
         int rc = reserve(sh, 1);
@@ -454,6 +594,8 @@ pgm_shadow_mode_changed(struct pgm_vcpu *vcpu)
     struct pgm_vm *vm = vcpu->vm;
     struct pgm_shadow *sh = vm->shadow;
     pthread_mutex_lock(&sh->lock);
+    if (sh->unsync_count)
+        pgm_pool_for_each_page(sh->pool, resync_cb, vm); /* a mode change flushes the TLB */
     pgm_shadow_drop_root(vcpu);
     pgm_shadow_load_root(vcpu, true); /* on failure the next fault retries */
     if (vm->be->flush) {
@@ -593,7 +735,9 @@ pgm_shadow_fault(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct p
 
     pthread_mutex_lock(&sh->lock);
     uint64_t gfn = w->gpa >> PGM_PAGE_SHIFT;
-    bool monitored = pgm_pool_gfn_shadow_count(sh->pool, gfn) > 0;
+    bool monitored = pgm_shadow_gfn_monitored(sh, gfn);
+    if (write && monitored && try_unsync(sh, gfn))
+        monitored = false; /* the write goes through once the leaf is mapped writable */
     if (write && monitored) {
         pthread_mutex_unlock(&sh->lock);
         *action = SHADOW_FINISH; /* a shadowed guest table */
@@ -654,7 +798,7 @@ pgm_shadow_fault(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct p
     /* Without paging there is no guest entry and no D bit to emulate. */
     bool guest_dirty = w->top_level == 0 || (w->entry[w->last_level] & SPTE_D) != 0;
     /* Building the path may have shadowed this very gfn (a self-map). */
-    monitored = monitored || pgm_pool_gfn_shadow_count(sh->pool, gfn) > 0;
+    monitored = monitored || pgm_shadow_gfn_monitored(sh, gfn);
     bool may_write = (w->rights & PGM_RIGHT_WRITE) && guest_dirty && b.writable && !monitored;
     uint64_t e = b.hpa | SPTE_P | SPTE_A;
     if (may_write)
@@ -761,7 +905,12 @@ pgm_shadow_written(struct pgm_vm *vm, uint64_t gfn, const uint8_t snap[4096])
          * if it is a table again, the next walk through it shadows it anew.
          * Roots stay: the vCPU runs on them.
          */
-        if (changed && ++sp->write_flood >= sh->flood_threshold && !sp->root_count) {
+        if (changed && sp->role.level == 1)
+            hmap_find(sh, sp->hpa)->writes++;
+        /* Leaf tables go out of sync instead, unless that is turned off. */
+        bool may_flood = sp->role.level > 1 || sh->unsync_threshold == PGM_UNSYNC_OFF;
+        if (changed && may_flood && ++sp->write_flood >= sh->flood_threshold &&
+            !sp->root_count) {
             unlink_sp(sh, sp);
             forget_sp(sh, sp);
             pgm_pool_free(sh->pool, sp);

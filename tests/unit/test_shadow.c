@@ -46,13 +46,14 @@ peek(struct env *e, uint64_t gpa)
 }
 
 static int
-env_setup(void **state)
+env_setup_with(void **state, uint32_t unsync_threshold)
 {
     struct env *e = test_calloc(1, sizeof(*e));
     assert_int_equal(pgm_soft_backend_create(1u << 14, &e->sb), 0);
     struct pgm_vm_config cfg;
     pgm_vm_config_init(&cfg);
     cfg.paging = PGM_PAGING_SHADOW_AMD64;
+    cfg.unsync_threshold = unsync_threshold;
     cfg.backend = pgm_soft_backend_ops();
     cfg.backend_ctx = e->sb;
     assert_int_equal(pgm_vm_create(&cfg, &e->vm), 0);
@@ -72,6 +73,19 @@ env_setup(void **state)
     assert_int_equal(pgm_set_cpu_state(e->vcpu, &st, 0), 0);
     *state = e;
     return 0;
+}
+
+static int
+env_setup(void **state)
+{
+    return env_setup_with(state, 0);
+}
+
+/* Every shadowed table stays write-protected: each guest write is finished. */
+static int
+env_setup_monitor_only(void **state)
+{
+    return env_setup_with(state, PGM_UNSYNC_OFF);
 }
 
 static int
@@ -191,6 +205,62 @@ test_monitored_pte_write(void **state)
     pgm_stats(e->vm, &s3);
     assert_int_equal(s3.shadow_finished - s2.shadow_finished, 1);
     pgm_invlpg(e->vcpu, 0x1000);
+    access(e, 0x1000, 0, &v, 8);
+    assert_true(v == 0x1122334455667788ull);
+}
+
+static void
+test_unsync(void **state)
+{
+    struct env *e = *state;
+    uint64_t v = 0;
+    access(e, 0x1000, 0, &v, 8);                       /* PT 0x4000 shadowed */
+    struct pgm_stats s0, s1;
+    pgm_stats(e->vm, &s0);
+    /* a burst of PTE writes, the table used in between (no flood) */
+    for (unsigned k = 0; k < 8; k++) {
+        uint64_t pte = (0x20000 + 0x1000ull * k) | 7;
+        access(e, 0x5000 + 8 * (8 + k), PGM_ACCESS_WRITE, &pte, 8); /* VA 0x8000 + k pages */
+        access(e, 0x1000, 0, &v, 8);
+    }
+    pgm_stats(e->vm, &s1);
+    /* three writes finished by libpgm (the default threshold), then the leaf
+     * table went out of sync and the rest went straight to it */
+    assert_int_equal(s1.shadow_finished - s0.shadow_finished, 3);
+    assert_int_equal(s1.shadow_unsyncs - s0.shadow_unsyncs, 1);
+    for (unsigned k = 0; k < 8; k++)
+        assert_true(peek(e, 0x4040 + 8 * k) == ((0x20000 + 0x1000ull * k) | 7));
+    /* remap VA 0x1000 while out of sync: the old translation may linger... */
+    poke(e, 0x12000, 0x1212);
+    uint64_t pte = 0x12007;
+    access(e, 0x5008, PGM_ACCESS_WRITE, &pte, 8);
+    /* ... until the guest's INVLPG, which resyncs the table */
+    pgm_invlpg(e->vcpu, 0x1000);
+    access(e, 0x1000, 0, &v, 8);
+    assert_true(v == 0x1212);
+    struct pgm_stats s2;
+    pgm_stats(e->vm, &s2);
+    assert_int_equal(s2.shadow_resyncs - s1.shadow_resyncs, 1);
+    /* back in sync and write-protected: the next write is finished again */
+    pte = 0x10007;
+    access(e, 0x5008, PGM_ACCESS_WRITE, &pte, 8);
+    struct pgm_stats s3;
+    pgm_stats(e->vm, &s3);
+    assert_int_equal(s3.shadow_finished - s2.shadow_finished, 1);
+    /* an entry changed and changed back while out of sync (A -> B -> A)
+     * must not leave a shadow built from B behind */
+    for (unsigned k = 0; k < 4; k++) {
+        pte = 0x10007;
+        access(e, 0x5008, PGM_ACCESS_WRITE, &pte, 8);
+        access(e, 0x1000, 0, &v, 8);
+    }
+    pte = 0x13007;                                      /* B */
+    access(e, 0x5008, PGM_ACCESS_WRITE, &pte, 8);
+    pgm_flush_tlb(e->vcpu, false);
+    access(e, 0x1000, 0, &v, 8);                        /* a shadow entry built from B */
+    pte = 0x10007;                                      /* back to A */
+    access(e, 0x5008, PGM_ACCESS_WRITE, &pte, 8);
+    pgm_flush_tlb(e->vcpu, false);
     access(e, 0x1000, 0, &v, 8);
     assert_true(v == 0x1122334455667788ull);
 }
@@ -389,10 +459,12 @@ int
 main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, env_setup, env_teardown)
+#define TM(fn) cmocka_unit_test_setup_teardown(fn, env_setup_monitor_only, env_teardown)
     const struct CMUnitTest tests[] = {
         T(test_read_write_and_ad),
         T(test_guest_faults),
-        T(test_monitored_pte_write),
+        TM(test_monitored_pte_write),
+        T(test_unsync),
         T(test_vmm_writes_to_tables),
         T(test_cr3_switch_and_flush),
         T(test_handlers_reflected),
@@ -401,6 +473,7 @@ main(void)
         T(test_pae_guest),
         T(test_real_and_prot_guest),
     };
+#undef TM
 #undef T
     return cmocka_run_group_tests_name("shadow", tests, NULL, NULL);
 }
