@@ -114,6 +114,9 @@ check_leaf(struct audit *a, struct pgm_shadow_page *sp, unsigned i, uint64_t e)
     }
     if (!(g & SPTE_P))
         return fail(a, sp, i, "present, but the guest entry %#" PRIx64 " is not", g);
+    if (!(g & SPTE_A))
+        return fail(a, sp, i, "present, but the guest entry %#" PRIx64 " is not accessed: "
+                    "an access would skip setting A", g);
     if (((g & frame_mask) >> PGM_PAGE_SHIFT) != gfn)
         return fail(a, sp, i, "maps gfn %#" PRIx64 " but the guest entry %#" PRIx64 " names another",
                     gfn, g);

@@ -147,6 +147,46 @@ pgm_flush_tlb(struct pgm_vcpu *vcpu, bool global)
 }
 
 PGM_API int
+pgm_invpcid(struct pgm_vcpu *vcpu, unsigned type, uint32_t pcid, pgm_gva_t gva)
+{
+    if (!vcpu)
+        return -EINVAL;
+    bool pcide = vcpu->state.cr4 & PGM_CR4_PCIDE;
+    if (type > PGM_INVPCID_ALL || pcid > 0xfff)
+        return PGM_RC_INJECT_GP;
+    if (type <= PGM_INVPCID_SINGLE && pcid && !pcide)
+        return PGM_RC_INJECT_GP;
+    if (type == PGM_INVPCID_ADDRESS) {
+        unsigned vb = vcpu->mode == PGM_MODE_LA57 ? 57 : 48;
+        if ((uint64_t)((int64_t)(gva << (64 - vb)) >> (64 - vb)) != gva)
+            return PGM_RC_INJECT_GP;
+    }
+    struct pgm_vm *vm = vcpu->vm;
+    pgm_shadow_resync_all(vm);
+    if (vm->shadow && vm->be->flush) {
+        struct pgm_flush_req req = { .scope = PGM_FLUSH_NONGLOBAL };
+        if (type == PGM_INVPCID_ADDRESS)
+            req = (struct pgm_flush_req){ .scope = PGM_FLUSH_GVA, .addr = gva };
+        else if (type == PGM_INVPCID_ALL_GLOBAL)
+            req.scope = PGM_FLUSH_ALL;
+        vm->be->flush(vm->be_ctx, vcpu->id, &req);
+    }
+    return 0;
+}
+
+PGM_API int
+pgm_shadow_lookup(struct pgm_vcpu *vcpu, pgm_gva_t gva, struct pgm_shadow_info *out)
+{
+    if (!vcpu || !out || !vcpu->vm->shadow)
+        return -EINVAL;
+    struct pgm_shadow *sh = vcpu->vm->shadow;
+    pthread_mutex_lock(&sh->lock);
+    int rc = pgm_shadow_lookup_locked(vcpu, gva, out);
+    pthread_mutex_unlock(&sh->lock);
+    return rc;
+}
+
+PGM_API int
 pgm_before_entry(struct pgm_vcpu *vcpu, pgm_hpa_t *root)
 {
     if (!vcpu || !root || !vcpu->vm->shadow)

@@ -144,6 +144,43 @@ PGM_API int pgm_invlpg(struct pgm_vcpu *vcpu, pgm_gva_t gva);
  */
 PGM_API int pgm_flush_tlb(struct pgm_vcpu *vcpu, bool global);
 
+/** INVPCID types (the instruction's register operand). */
+enum pgm_invpcid_type {
+    PGM_INVPCID_ADDRESS = 0,    /**< one linear address in one PCID */
+    PGM_INVPCID_SINGLE = 1,     /**< one PCID, global entries kept */
+    PGM_INVPCID_ALL_GLOBAL = 2, /**< every PCID, global entries included */
+    PGM_INVPCID_ALL = 3,        /**< every PCID, global entries kept */
+};
+
+/**
+ * INVPCID with @p type, the descriptor's @p pcid and @p gva. Checks what the
+ * CPU checks and requests the matching flush (libpgm runs the guest on an
+ * untagged hardware TLB, so a single-PCID flush flushes every non-global
+ * entry: never less than the guest asked).
+ * @return 0; PGM_RC_INJECT_GP (type above 3, a PCID above 4095, a
+ *         non-canonical address for type 0, or a nonzero PCID for types 0
+ *         and 1 while CR4.PCIDE = 0); -EINVAL
+ */
+PGM_API int pgm_invpcid(struct pgm_vcpu *vcpu, unsigned type, uint32_t pcid, pgm_gva_t gva);
+
+/** One address's path through a vCPU's shadow tables (pgm_shadow_lookup). */
+struct pgm_shadow_info {
+    unsigned levels;                    /**< shadow levels (3 PAE format, 4, 5); 0: no root */
+    pgm_hpa_t root;                     /**< the root table */
+    unsigned last_level;                /**< lowest level read */
+    uint64_t entry[PGM_MAX_LEVELS + 1]; /**< the shadow entry read at each level */
+    bool present;                       /**< a present leaf maps the address */
+    pgm_hpa_t hpa;                      /**< where, when present */
+};
+
+/**
+ * Debugging: follow @p gva through @p vcpu's shadow tables as the MMU
+ * would (without a TLB and without setting A/D).
+ * @return 0; -EINVAL (not a shadow-paging VM); -EIO (an entry points at no
+ *         shadow page: pgm_audit says more)
+ */
+PGM_API int pgm_shadow_lookup(struct pgm_vcpu *vcpu, pgm_gva_t gva, struct pgm_shadow_info *out);
+
 /**
  * Before entering the guest: the shadow root the vCPU must run on (also
  * handed to the backend's load_root when it changes).

@@ -62,7 +62,7 @@ struct pgm_shadow {
     bool flush_pending;             /* an entry was downgraded or removed */
     bool relatch_pending;           /* a PAE root's PDPTE changed: reload it */
     /* counters, folded into pgm_stats */
-    uint64_t syncs, emulations, zaps, flushes, unshadowed, unsyncs, resyncs;
+    uint64_t syncs, emulations, zaps, flushes, unshadowed, unsyncs, resyncs, prefetches;
     uint32_t flood_threshold;
     uint32_t unsync_threshold;      /* PGM_UNSYNC_OFF: never */
     uint32_t unsync_count;          /* shadow pages out of sync now */
@@ -133,6 +133,9 @@ void pgm_shadow_resync_all(struct pgm_vm *vm);
 
 /* Is @gfn write-protected in the shadows (shadowed, in sync)? Lock held. */
 bool pgm_shadow_gfn_monitored(struct pgm_shadow *sh, uint64_t gfn);
+
+/* pgm_shadow_lookup's walk of @vcpu's shadow tree. Lock held. */
+int pgm_shadow_lookup_locked(struct pgm_vcpu *vcpu, pgm_gva_t gva, struct pgm_shadow_info *out);
 
 /* Audit (src/audit.c) helpers. */
 struct pgm_shadow_page *pgm_shadow_sp_of_hpa(struct pgm_shadow *sh, pgm_hpa_t hpa);

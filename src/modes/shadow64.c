@@ -345,8 +345,8 @@ guest_leaf_entry(struct pgm_vm *vm, const struct pgm_shadow_page *sp, unsigned i
  * a snapshot (which misses an entry changed and changed back while a shadow
  * entry was built from the middle value), every present shadow entry is
  * checked against the guest entry as it is now and zapped unless the guest
- * still maps the same frame with rights at least as wide. Then the table is
- * write-protected again.
+ * still maps the same frame, accessed, with rights at least as wide. Then
+ * the table is write-protected again.
  */
 static void
 resync_sp(struct pgm_vm *vm, struct pgm_shadow_page *sp)
@@ -359,7 +359,10 @@ resync_sp(struct pgm_vm *vm, struct pgm_shadow_page *sp)
             continue;
         uint64_t mask;
         uint64_t g = guest_leaf_entry(vm, sp, i, &mask);
-        bool keep = (g & SPTE_P) && ((g & mask) >> PGM_PAGE_SHIFT) == gfns[i] &&
+        /* A shadow entry lets accesses bypass the guest walk, so it may only
+         * stand while the guest entry's A bit is set (the CPU sets A when it
+         * loads a translation: a cleared A must make the next access walk). */
+        bool keep = (g & SPTE_P) && (g & SPTE_A) && ((g & mask) >> PGM_PAGE_SHIFT) == gfns[i] &&
                     (!(e & SPTE_RW) || ((g & SPTE_RW) && (g & SPTE_D))) &&
                     (!(e & SPTE_US) || (g & SPTE_US)) &&
                     ((e & SPTE_XD) || sp->role.guest_mode == PGM_MODE_32BIT || !(g & SPTE_XD));
@@ -554,7 +557,8 @@ pgm_shadow_load_root(struct pgm_vcpu *vcpu, bool noflush)
     if (!noflush && sh->unsync_count)
         pgm_pool_for_each_page(sh->pool, resync_cb, vm);
     struct pgm_shadow_page *root = vcpu->root;
-    if (!root || root->gfn != gfn || !pgm_role_equal(root->role, role)) {
+    bool switched = !root || root->gfn != gfn || !pgm_role_equal(root->role, role);
+    if (switched) {
         int rc = reserve(sh, 1);
         if (rc < 0)
             return rc;
@@ -579,8 +583,13 @@ pgm_shadow_load_root(struct pgm_vcpu *vcpu, bool noflush)
     }
     if (vm->be->load_root)
         vm->be->load_root(vm->be_ctx, vcpu->id, root->hpa);
-    if (!noflush && vm->be->flush) {
-        /* MOV CR3: every non-global translation goes (hardware PCID 0). */
+    /*
+     * MOV CR3: every non-global translation goes. The hardware TLB is not
+     * tagged with the guest's PCIDs (libpgm runs the guest on PCID 0), so
+     * NOFLUSH can be honoured only when the root did not change: entries of
+     * the old address space must not answer for the new one.
+     */
+    if ((!noflush || (switched && !pae_format(vcpu))) && vm->be->flush) {
         struct pgm_flush_req req = { .scope = PGM_FLUSH_NONGLOBAL };
         vm->be->flush(vm->be_ctx, vcpu->id, &req);
     }
@@ -704,6 +713,98 @@ child_key(const struct pgm_vcpu *vcpu, const struct pgm_walk *w, pgm_gva_t gva, 
     return (w->gpa & ~((1ull << shift) - 1)) >> PGM_PAGE_SHIFT;
 }
 
+/*
+ * Install leaf entry @i of @sp for the guest translation @w onto backing @b.
+ * W only if the guest allows writes, its leaf's D is set (A/D emulation: the
+ * first write faults and the walk sets D), the page is plain RAM with no
+ * handler, and the gfn is not a shadowed table (@monitored, or made one by
+ * building this very path). Lock held.
+ */
+static void
+install_leaf(struct pgm_vcpu *vcpu, struct pgm_shadow_page *sp, unsigned i,
+             const struct pgm_walk *w, const struct backing *b, bool monitored)
+{
+    struct pgm_shadow *sh = vcpu->vm->shadow;
+    uint64_t gfn = w->gpa >> PGM_PAGE_SHIFT;
+    /* Without paging there is no guest entry and no D bit to emulate. */
+    bool guest_dirty = w->top_level == 0 || (w->entry[w->last_level] & SPTE_D) != 0;
+    monitored = monitored || pgm_shadow_gfn_monitored(sh, gfn);
+    bool may_write = (w->rights & PGM_RIGHT_WRITE) && guest_dirty && b->writable && !monitored;
+    uint64_t e = b->hpa | SPTE_P | SPTE_A;
+    if (may_write)
+        e |= SPTE_RW | SPTE_D;
+    if (w->rights & PGM_RIGHT_USER)
+        e |= SPTE_US;
+    if (!(w->rights & PGM_RIGHT_EXEC))
+        e |= SPTE_XD;
+    if (w->global && (vcpu->state.cr4 & PGM_CR4_PGE))
+        e |= SPTE_G;
+    e |= (w->pat_index & 1 ? SPTE_PWT : 0) | (w->pat_index & 2 ? SPTE_PCD : 0) |
+         (w->pat_index & 4 ? SPTE_PAT : 0);
+    e |= (uint64_t)w->pkey << SPTE_PKEY_SHIFT;
+    uint64_t old = spte_get(sp, i);
+    if ((old & ~(SPTE_A | SPTE_D)) == (e & ~(SPTE_A | SPTE_D)))
+        return; /* already there: a spurious fault */
+    zap_entry(sh, sp, i);
+    pgm_shadow_gfns(sh, sp)[i] = gfn;
+    pgm_rmap_gfn_add(&sh->rmap, gfn, sp, i);
+    spte_set(sp, i, e);
+    sp->present_count++;
+    sh->syncs++;
+}
+
+/*
+ * Backing of @gpa without taking the VM lock (the shadow lock is held, and
+ * the order is VM, then shadow): only pages that already have a host page.
+ */
+static bool
+find_backing_nolock(struct pgm_vm *vm, pgm_gpa_t gpa, struct backing *b)
+{
+    memset(b, 0, sizeof(*b));
+    struct pgm_phys_range *r = pgm_phys_map_find(pgm_phys_snapshot(&vm->phys), gpa);
+    if (!r || r->kind == PGM_PHYS_MMIO)
+        return false;
+    struct pgm_page *pg = &r->pages[(gpa - r->start) >> PGM_PAGE_SHIFT];
+    enum pgm_handler_kind hk = pgm_page_handler_state(pg);
+    if (hk == PGM_HANDLER_ALL || !pgm_load_acquire(&pg->host))
+        return false;
+    bool ram = r->kind == PGM_PHYS_RAM ||
+               __atomic_load_n(&r->rom_mode, __ATOMIC_ACQUIRE) == PGM_ROM_MODE_SHADOW_RW;
+    b->hpa = pg->hpa;
+    b->mappable = true;
+    b->writable = ram && hk == PGM_HANDLER_NONE;
+    return true;
+}
+
+/*
+ * Prefetch: fill the not-present neighbours of entry @i (its aligned group
+ * of 8) whose guest entries are present and accessed - pages the guest
+ * touched before and will likely touch again - saving a fault each. A
+ * neighbour is installed only from a successful guest walk (so never from an
+ * entry with reserved bits) that goes through this very table, without
+ * setting any A/D bit (the CPU has not accessed it). Lock held.
+ */
+static void
+prefetch(struct pgm_vcpu *vcpu, struct pgm_shadow_page *sp, unsigned i, pgm_gva_t gva)
+{
+    struct pgm_shadow *sh = vcpu->vm->shadow;
+    for (unsigned j = i & ~7u; j < (i & ~7u) + 8; j++) {
+        if (j == i || (spte_get(sp, j) & SPTE_P))
+            continue;
+        pgm_gva_t va = (gva & ~(0x1ffull << 12)) | ((uint64_t)j << 12);
+        struct pgm_walk wj;
+        if (pgm_walk(vcpu, va, PGM_ACCESS_NO_AD | PGM_ACCESS_AC, &wj) != 0 ||
+            wj.status != PGM_WALK_OK || wj.last_level != 1 ||
+            (wj.entry_gpa[1] >> PGM_PAGE_SHIFT) != sp->gfn || !(wj.entry[1] & SPTE_A))
+            continue;
+        struct backing b;
+        if (!find_backing_nolock(vcpu->vm, wj.gpa, &b))
+            continue;
+        install_leaf(vcpu, sp, j, &wj, &b, false);
+        sh->prefetches++;
+    }
+}
+
 int
 pgm_shadow_fault(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct pgm_walk *w,
                  enum shadow_fault_action *action)
@@ -793,39 +894,48 @@ pgm_shadow_fault(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct p
     if (relatch && vm->be->load_root)
         vm->be->load_root(vm->be_ctx, vcpu->id, vcpu->root->hpa);
 
-    /* The leaf. */
+    /* The leaf, then up to 7 neighbours the guest has used before. */
     unsigned i = (unsigned)(gva >> 12) & 511;
-    /* Without paging there is no guest entry and no D bit to emulate. */
-    bool guest_dirty = w->top_level == 0 || (w->entry[w->last_level] & SPTE_D) != 0;
-    /* Building the path may have shadowed this very gfn (a self-map). */
-    monitored = monitored || pgm_shadow_gfn_monitored(sh, gfn);
-    bool may_write = (w->rights & PGM_RIGHT_WRITE) && guest_dirty && b.writable && !monitored;
-    uint64_t e = b.hpa | SPTE_P | SPTE_A;
-    if (may_write)
-        e |= SPTE_RW | SPTE_D;
-    if (w->rights & PGM_RIGHT_USER)
-        e |= SPTE_US;
-    if (!(w->rights & PGM_RIGHT_EXEC))
-        e |= SPTE_XD;
-    if (w->global && (vcpu->state.cr4 & PGM_CR4_PGE))
-        e |= SPTE_G;
-    e |= (w->pat_index & 1 ? SPTE_PWT : 0) | (w->pat_index & 2 ? SPTE_PCD : 0) |
-         (w->pat_index & 4 ? SPTE_PAT : 0);
-    e |= (uint64_t)w->pkey << SPTE_PKEY_SHIFT;
-    uint64_t old = spte_get(sp, i);
-    if ((old & ~(SPTE_A | SPTE_D)) != (e & ~(SPTE_A | SPTE_D))) {
-        zap_entry(sh, sp, i);
-        uint64_t *gfns = pgm_shadow_gfns(sh, sp);
-        gfns[i] = gfn;
-        pgm_rmap_gfn_add(&sh->rmap, gfn, sp, i);
-        spte_set(sp, i, e);
-        sp->present_count++;
-        sh->syncs++;
-    }
+    install_leaf(vcpu, sp, i, w, &b, monitored);
+    if (sp->role.level == 1 && !sp->role.direct)
+        prefetch(vcpu, sp, i, gva);
     pgm_shadow_commit_flush(vm);
     pthread_mutex_unlock(&sh->lock);
     *action = SHADOW_RETRY;
     return 0;
+}
+
+/* ---- debugging ---------------------------------------------------------------- */
+
+int
+pgm_shadow_lookup_locked(struct pgm_vcpu *vcpu, pgm_gva_t gva, struct pgm_shadow_info *out)
+{
+    struct pgm_shadow *sh = vcpu->vm->shadow;
+    memset(out, 0, sizeof(*out));
+    struct pgm_shadow_page *sp = vcpu->root;
+    if (!sp)
+        return 0;
+    unsigned level = shadow_levels(vcpu);
+    out->levels = level;
+    out->root = sp->hpa;
+    for (;; level--) {
+        unsigned i = (unsigned)(gva >> (12 + 9 * (level - 1))) & 511;
+        if (level == 3 && pae_format(vcpu))
+            i = (unsigned)(gva >> 30) & 3;
+        uint64_t e = spte_get(sp, i);
+        out->entry[level] = e;
+        out->last_level = level;
+        if (!(e & SPTE_P))
+            return 0;
+        if (level == 1) {
+            out->present = true;
+            out->hpa = (e & SPTE_ADDR) | (gva & ~PGM_PAGE_MASK);
+            return 0;
+        }
+        sp = pgm_shadow_sp_of_hpa(sh, e & SPTE_ADDR);
+        if (!sp)
+            return -EIO;
+    }
 }
 
 /* ---- backing changes --------------------------------------------------------- */
