@@ -106,6 +106,7 @@ pgm_vm_create(const struct pgm_vm_config *cfg, struct pgm_vm **out)
         v->state.cr0 = 0x10;
         v->mode = PGM_MODE_REAL;
         v->gops = pgm_guest_ops_for(PGM_MODE_REAL);
+        v->bops = pgm_both_ops_for(PGM_MODE_REAL);
         pgm_vcpu_refresh_walk_ctx(v);
     }
     *out = vm;

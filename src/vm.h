@@ -27,6 +27,7 @@ struct pgm_vcpu {
     struct pgm_cpu_state state;          /* EFER.LMA kept up to date */
     enum pgm_guest_mode mode;
     const struct pgm_guest_ops *gops;    /* ops of `mode` */
+    const struct pgm_both_ops *bops;     /* shadow engine ops of `mode` */
     struct pgm_walk_ctx wctx;
     struct walk_mem wmem;                /* walkers' range cache (owner thread) */
     struct pgm_shadow_page *root;        /* shadow root (shadow paging; shadow lock) */

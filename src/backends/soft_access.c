@@ -39,9 +39,11 @@ load_hw_state(struct pgm_vcpu *vcpu)
         .cr3 = root,
         .wp = true,
         .pge = (g->cr4 & PGM_CR4_PGE) != 0,
-        .smep = (g->cr4 & PGM_CR4_SMEP) != 0,
-        .smap = (g->cr4 & PGM_CR4_SMAP) != 0,
-        .pke = (g->cr4 & PGM_CR4_PKE) != 0,
+        /* SMEP and SMAP mean nothing with paging off (the identity map is
+         * all user pages), protection keys only in IA-32e paging. */
+        .smep = (g->cr0 & PGM_CR0_PG) && (g->cr4 & PGM_CR4_SMEP),
+        .smap = (g->cr0 & PGM_CR0_PG) && (g->cr4 & PGM_CR4_SMAP),
+        .pke = (g->efer & PGM_EFER_LMA) && (g->cr4 & PGM_CR4_PKE),
         .nxe = true,
         .pkru = g->pkru,
     };

@@ -78,7 +78,28 @@ struct pgm_guest_ops {
                     struct pgm_walk_ctx *ctx);
 };
 
-#define PGM_DECL_GUEST_OPS(suffix) extern const struct pgm_guest_ops pgm_guest_ops_##suffix
+struct pgm_shadow_page;
+
+/*
+ * Pair ("both") ops: what the shadow engine does differently for each guest
+ * mode on the shadow format that mode runs on (both_tmpl.c, one instance per
+ * guest mode; IA-32e guests on 64-bit-format shadows, the others on PAE).
+ */
+struct pgm_both_ops {
+    unsigned levels;  /* shadow levels: 3 (PAE format), 4 or 5 */
+    bool pae_root;    /* the root is the vCPU's own four PDPTEs */
+    /*
+     * Walk the shadow tree along @gva from the vCPU's root, creating or
+     * relinking the shadow page at each level to match the guest's
+     * translation @w, and return the leaf table in *@leaf. Lock held,
+     * everything reserved. Returns 0 or -ENOMEM.
+     */
+    int (*build_path)(struct pgm_vcpu *vcpu, pgm_gva_t gva, const struct pgm_walk *w,
+                      struct pgm_shadow_page **leaf);
+};
+
+#define PGM_DECL_GUEST_OPS(suffix) extern const struct pgm_guest_ops pgm_guest_ops_##suffix; \
+    extern const struct pgm_both_ops pgm_both_ops_##suffix
 
 PGM_DECL_GUEST_OPS(real);
 PGM_DECL_GUEST_OPS(prot);
@@ -89,5 +110,6 @@ PGM_DECL_GUEST_OPS(la57);
 
 /* The ops of @mode. */
 const struct pgm_guest_ops *pgm_guest_ops_for(enum pgm_guest_mode mode);
+const struct pgm_both_ops *pgm_both_ops_for(enum pgm_guest_mode mode);
 
 #endif /* PGM_SRC_MODES_GUEST_H */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Selection of the guest-mode instance for a mode. */
+/* Selection of the guest-mode and pair ("both") instances for a mode. */
 #include "src/modes/guest.h"
 #include "src/modes/tmpl_ids.h"
 
@@ -15,6 +15,17 @@ pgm_guest_ops_for(enum pgm_guest_mode mode)
         [PGM_MODE_REAL] = &pgm_guest_ops_real,   [PGM_MODE_PROT] = &pgm_guest_ops_prot,
         [PGM_MODE_32BIT] = &pgm_guest_ops_32bit, [PGM_MODE_PAE] = &pgm_guest_ops_pae,
         [PGM_MODE_AMD64] = &pgm_guest_ops_amd64, [PGM_MODE_LA57] = &pgm_guest_ops_la57,
+    };
+    return (unsigned)mode < PGM_MODE_COUNT ? table[mode] : table[PGM_MODE_REAL];
+}
+
+const struct pgm_both_ops *
+pgm_both_ops_for(enum pgm_guest_mode mode)
+{
+    static const struct pgm_both_ops *const table[PGM_MODE_COUNT] = {
+        [PGM_MODE_REAL] = &pgm_both_ops_real,   [PGM_MODE_PROT] = &pgm_both_ops_prot,
+        [PGM_MODE_32BIT] = &pgm_both_ops_32bit, [PGM_MODE_PAE] = &pgm_both_ops_pae,
+        [PGM_MODE_AMD64] = &pgm_both_ops_amd64, [PGM_MODE_LA57] = &pgm_both_ops_la57,
     };
     return (unsigned)mode < PGM_MODE_COUNT ? table[mode] : table[PGM_MODE_REAL];
 }

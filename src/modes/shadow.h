@@ -134,6 +134,39 @@ void pgm_shadow_resync_all(struct pgm_vm *vm);
 /* Is @gfn write-protected in the shadows (shadowed, in sync)? Lock held. */
 bool pgm_shadow_gfn_monitored(struct pgm_shadow *sh, uint64_t gfn);
 
+/* ---- shared with the per-mode templates (both_tmpl.c); lock held ---- */
+
+static inline uint64_t
+spte_get(const struct pgm_shadow_page *sp, unsigned i)
+{
+    return __atomic_load_n((const uint64_t *)sp->ptr + i, __ATOMIC_RELAXED);
+}
+
+/*
+ * Shadow entries are written with atomics: the MMU walking them (the soft
+ * MMU, a real CPU) sets their A/D bits concurrently.
+ */
+static inline void
+spte_set(struct pgm_shadow_page *sp, unsigned i, uint64_t v)
+{
+    __atomic_store_n((uint64_t *)sp->ptr + i, v, __ATOMIC_RELAXED);
+}
+
+/* Rights of one guest entry as pgm_rights (XD counts only with EFER.NXE). */
+static inline unsigned
+pgm_shadow_entry_rights(uint64_t e, uint64_t xd_mask)
+{
+    return (unsigned)((e >> 1) & 3) | ((e & xd_mask) ? 0 : PGM_RIGHT_EXEC);
+}
+
+/* Remove entry @i of @sp (reverse maps, pending flush). */
+void pgm_shadow_zap_entry(struct pgm_shadow *sh, struct pgm_shadow_page *sp, unsigned i);
+/* Look up or create the shadow page (gfn, role); reserve first. NULL: pool empty. */
+struct pgm_shadow_page *pgm_shadow_get_sp(struct pgm_shadow *sh, uint64_t gfn, union pgm_role role);
+/* Point entry @i of @parent at @child (full rights: the leaf carries them). */
+void pgm_shadow_link_child(struct pgm_shadow *sh, struct pgm_shadow_page *parent, unsigned i,
+                           struct pgm_shadow_page *child);
+
 /* pgm_shadow_lookup's walk of @vcpu's shadow tree. Lock held. */
 int pgm_shadow_lookup_locked(struct pgm_vcpu *vcpu, pgm_gva_t gva, struct pgm_shadow_info *out);
 

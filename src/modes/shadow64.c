@@ -92,23 +92,6 @@ pgm_shadow_gfns(struct pgm_shadow *sh, const struct pgm_shadow_page *sp)
 
 /* ---- entries ---------------------------------------------------------------- */
 
-static inline uint64_t
-spte_get(const struct pgm_shadow_page *sp, unsigned i)
-{
-    return __atomic_load_n((const uint64_t *)sp->ptr + i, __ATOMIC_RELAXED);
-}
-
-/*
- * Shadow entries are written with atomics: the MMU walking them (the soft
- * MMU, a real CPU) sets their A/D bits concurrently.
- */
-static inline void
-spte_set(struct pgm_shadow_page *sp, unsigned i, uint64_t v)
-{
-    __atomic_store_n((uint64_t *)sp->ptr + i, v, __ATOMIC_RELAXED);
-}
-
-static void zap_entry(struct pgm_shadow *sh, struct pgm_shadow_page *sp, unsigned i);
 static void write_protect_gfn(struct pgm_shadow *sh, uint64_t gfn);
 
 /* Clear every present entry of @sp (its children and leaf mappings go). */
@@ -116,7 +99,7 @@ static void
 zap_contents(struct pgm_shadow *sh, struct pgm_shadow_page *sp)
 {
     for (unsigned i = 0; i < 512 && sp->present_count; i++)
-        zap_entry(sh, sp, i);
+        pgm_shadow_zap_entry(sh, sp, i);
 }
 
 /*
@@ -125,8 +108,8 @@ zap_contents(struct pgm_shadow *sh, struct pgm_shadow_page *sp)
  * came from the guest's large-page entry, which may since have changed, so
  * it must not be found again with stale contents.
  */
-static void
-zap_entry(struct pgm_shadow *sh, struct pgm_shadow_page *sp, unsigned i)
+void
+pgm_shadow_zap_entry(struct pgm_shadow *sh, struct pgm_shadow_page *sp, unsigned i)
 {
     uint64_t e = spte_get(sp, i);
     if (!(e & SPTE_P))
@@ -301,14 +284,11 @@ pgm_shadow_destroy(struct pgm_vm *vm)
     vm->shadow = NULL;
 }
 
-/*
- * Does @vcpu run on a PAE-format shadow (3 levels, PDPTE root)? IA-32e
- * guests use 64-bit-format shadows, every other mode a PAE-format one.
- */
-static bool
+/* IA-32e guests run on 64-bit-format shadows, every other mode on PAE ones. */
+static inline bool
 pae_format(const struct pgm_vcpu *vcpu)
 {
-    return vcpu->mode != PGM_MODE_AMD64 && vcpu->mode != PGM_MODE_LA57;
+    return vcpu->bops->pae_root;
 }
 
 /* ---- monitoring and out-of-sync tables ---------------------------------------- */
@@ -367,7 +347,7 @@ resync_sp(struct pgm_vm *vm, struct pgm_shadow_page *sp)
                     (!(e & SPTE_US) || (g & SPTE_US)) &&
                     ((e & SPTE_XD) || sp->role.guest_mode == PGM_MODE_32BIT || !(g & SPTE_XD));
         if (!keep)
-            zap_entry(sh, sp, i);
+            pgm_shadow_zap_entry(sh, sp, i);
     }
     sp->unsync = false;
     sh->unsync_count--;
@@ -476,8 +456,8 @@ write_protect_gfn(struct pgm_shadow *sh, uint64_t gfn)
 }
 
 /* Look up or create the shadow page (gfn, role). Reserve first. */
-static struct pgm_shadow_page *
-get_sp(struct pgm_shadow *sh, uint64_t gfn, union pgm_role role)
+struct pgm_shadow_page *
+pgm_shadow_get_sp(struct pgm_shadow *sh, uint64_t gfn, union pgm_role role)
 {
     struct pgm_shadow_page *sp = pgm_pool_lookup(sh->pool, gfn, role);
     if (sp) {
@@ -507,8 +487,8 @@ get_sp(struct pgm_shadow *sh, uint64_t gfn, union pgm_role role)
     return sp;
 }
 
-static void
-link_child(struct pgm_shadow *sh, struct pgm_shadow_page *parent, unsigned i,
+void
+pgm_shadow_link_child(struct pgm_shadow *sh, struct pgm_shadow_page *parent, unsigned i,
            struct pgm_shadow_page *child)
 {
     pgm_rmap_parent_add(&sh->rmap, child, parent, i);
@@ -518,10 +498,10 @@ link_child(struct pgm_shadow *sh, struct pgm_shadow_page *parent, unsigned i,
 
 /* ---- roots ------------------------------------------------------------------- */
 
-static unsigned
+static inline unsigned
 shadow_levels(const struct pgm_vcpu *vcpu)
 {
-    return vcpu->mode == PGM_MODE_LA57 ? 5 : vcpu->mode == PGM_MODE_AMD64 ? 4 : 3;
+    return vcpu->bops->levels;
 }
 
 /*
@@ -548,6 +528,7 @@ pgm_shadow_load_root(struct pgm_vcpu *vcpu, bool noflush)
     struct pgm_shadow *sh = vm->shadow;
     union pgm_role role = pgm_role_make(shadow_levels(vcpu), vcpu->mode);
     role.access = PGM_RIGHT_WRITE | PGM_RIGHT_USER | PGM_RIGHT_EXEC;
+    role.nxe = vcpu->wctx.xd_mask != 0; /* bit 63 is XD or reserved: different content */
     uint64_t gfn = vcpu->wctx.root >> PGM_PAGE_SHIFT;
     if (pae_format(vcpu)) {
         role.direct = 1;
@@ -562,7 +543,7 @@ pgm_shadow_load_root(struct pgm_vcpu *vcpu, bool noflush)
         int rc = reserve(sh, 1);
         if (rc < 0)
             return rc;
-        root = get_sp(sh, gfn, role);
+        root = pgm_shadow_get_sp(sh, gfn, role);
         if (!root)
             return -ENOMEM;
         pgm_pool_pin(sh->pool, root);
@@ -616,13 +597,6 @@ pgm_shadow_mode_changed(struct pgm_vcpu *vcpu)
 
 /* ---- the fault path ------------------------------------------------------- */
 
-/* Rights of one guest entry as pgm_rights (XD counts only with EFER.NXE). */
-static unsigned
-entry_rights(uint64_t e, uint64_t xd_mask)
-{
-    return (unsigned)((e >> 1) & 3) | ((e & xd_mask) ? 0 : PGM_RIGHT_EXEC);
-}
-
 /* Host page backing @gpa and whether the guest may write it directly. */
 struct backing {
     pgm_hpa_t hpa;
@@ -660,60 +634,6 @@ find_backing(struct pgm_vm *vm, pgm_gpa_t gpa, bool for_write, struct backing *b
 }
 
 /*
- * The shadow page below shadow level @level on the path of @gva: its gfn
- * and role (quadrant, direct), and the rights accumulated into *@acc. The
- * guest's levels line up with the shadow's except for 32-bit guests
- * (1024-entry tables split into quadrants) and the PAE root.
- */
-static uint64_t
-child_key(const struct pgm_vcpu *vcpu, const struct pgm_walk *w, pgm_gva_t gva, unsigned level,
-          unsigned *acc, union pgm_role *role)
-{
-    unsigned shift = 12 + 9 * (level - 1);          /* VA span of one entry at @level */
-    uint64_t xd_mask = vcpu->wctx.xd_mask;
-    switch (vcpu->mode) {
-    case PGM_MODE_REAL:
-    case PGM_MODE_PROT:
-        /* The identity map of guest-physical memory: direct all the way. */
-        role->direct = 1;
-        return (w->gpa & ~((1ull << shift) - 1)) >> PGM_PAGE_SHIFT;
-    case PGM_MODE_32BIT:
-        if (level == 3) {
-            /* A quarter of the guest's page directory (256 of its 4 MiB PDEs). */
-            role->quadrant = (unsigned)(gva >> 30) & 3;
-            return w->entry_gpa[2] >> PGM_PAGE_SHIFT;
-        }
-        if (w->last_level == 2) {
-            /* A 4 MiB guest page: its 2 MiB half as a direct table. */
-            role->direct = 1;
-            *acc = w->rights;
-            return (w->gpa & ~((1ull << shift) - 1)) >> PGM_PAGE_SHIFT;
-        }
-        /* Half a guest page table (512 of its 1024 PTEs): VA bit 21. */
-        *acc &= entry_rights(w->entry[2], 0);
-        role->quadrant = (unsigned)(gva >> 21) & 1;
-        return (w->entry[2] & 0xfffff000ull) >> PGM_PAGE_SHIFT;
-    case PGM_MODE_PAE:
-        if (level == 3)
-            return (w->entry[3] & SPTE_ADDR) >> PGM_PAGE_SHIFT; /* PDPTEs carry no rights */
-        break;
-    case PGM_MODE_AMD64:
-    case PGM_MODE_LA57:
-    case PGM_MODE_COUNT:
-        break;
-    }
-    if (level > w->last_level) {
-        /* The guest has a table below this level: shadow it. */
-        *acc &= entry_rights(w->entry[level], xd_mask);
-        return (w->entry[level] & SPTE_ADDR) >> PGM_PAGE_SHIFT;
-    }
-    /* Inside a guest large page: a direct table of its frames. */
-    role->direct = 1;
-    *acc = w->rights;
-    return (w->gpa & ~((1ull << shift) - 1)) >> PGM_PAGE_SHIFT;
-}
-
-/*
  * Install leaf entry @i of @sp for the guest translation @w onto backing @b.
  * W only if the guest allows writes, its leaf's D is set (A/D emulation: the
  * first write faults and the walk sets D), the page is plain RAM with no
@@ -745,7 +665,7 @@ install_leaf(struct pgm_vcpu *vcpu, struct pgm_shadow_page *sp, unsigned i,
     uint64_t old = spte_get(sp, i);
     if ((old & ~(SPTE_A | SPTE_D)) == (e & ~(SPTE_A | SPTE_D)))
         return; /* already there: a spurious fault */
-    zap_entry(sh, sp, i);
+    pgm_shadow_zap_entry(sh, sp, i);
     pgm_shadow_gfns(sh, sp)[i] = gfn;
     pgm_rmap_gfn_add(&sh->rmap, gfn, sp, i);
     spte_set(sp, i, e);
@@ -818,10 +738,18 @@ pgm_shadow_fault(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct p
         *action = SHADOW_INJECT;
         return 0;
     }
+    gva = w->gva; /* as the walk saw it: 32 bits outside IA-32e mode */
     bool write = access & PGM_ACCESS_WRITE;
     /* CR0.WP = 0 let a supervisor write through a read-only entry: the
      * hardware runs with WP = 1, so libpgm finishes such writes itself. */
     if (write && !(w->rights & PGM_RIGHT_WRITE)) {
+        *action = SHADOW_FINISH;
+        return 0;
+    }
+    /* Likewise a supervisor write protection keys allow only because
+     * CR0.WP = 0 (PKRU.WD applies to supervisor writes only with WP = 1). */
+    if (write && !(access & PGM_ACCESS_USER) && !vcpu->wctx.wp && vcpu->wctx.pke &&
+        (w->rights & PGM_RIGHT_USER) && ((vcpu->wctx.pkru >> (2 * w->pkey)) & 2)) {
         *action = SHADOW_FINISH;
         return 0;
     }
@@ -853,46 +781,13 @@ pgm_shadow_fault(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct p
         return rc;
     }
 
-    unsigned acc = PGM_RIGHT_WRITE | PGM_RIGHT_USER | PGM_RIGHT_EXEC;
-    struct pgm_shadow_page *sp = vcpu->root;
-    sp->write_flood = 0;
-    bool relatch = false;
-    for (unsigned level = top; level > 1; level--) {
-        unsigned shift = 12 + 9 * (level - 1);
-        unsigned i = (unsigned)(gva >> shift) & 511;
-        union pgm_role role = pgm_role_make(level - 1, vcpu->mode);
-        uint64_t child_gfn = child_key(vcpu, w, gva, level, &acc, &role);
-        role.access = acc & 7;
-        uint64_t e = spte_get(sp, i);
-        struct pgm_shadow_page *child = NULL;
-        if (e & SPTE_P) {
-            child = pgm_shadow_sp_of_hpa(sh, e & SPTE_ADDR);
-            if (child->gfn != child_gfn || !pgm_role_equal(child->role, role)) {
-                zap_entry(sh, sp, i);
-                child = NULL;
-            } else {
-                pgm_pool_touch(sh->pool, child);
-            }
-        }
-        if (!child) {
-            child = get_sp(sh, child_gfn, role);
-            if (!child) {
-                pthread_mutex_unlock(&sh->lock);
-                return -ENOMEM;
-            }
-            link_child(sh, sp, i, child);
-            /* PAE-format PDPTEs: only P and the address; the CPU latches
-             * them at CR3 load, so hand the root over again. */
-            if (level == 3 && top == 3) {
-                spte_set(sp, i, child->hpa | SPTE_P);
-                relatch = true;
-            }
-        }
-        child->write_flood = 0; /* used as a table: not a flood */
-        sp = child;
+    /* The shadow path down to the leaf table, for this guest mode. */
+    struct pgm_shadow_page *sp;
+    rc = vcpu->bops->build_path(vcpu, gva, w, &sp);
+    if (rc < 0) {
+        pthread_mutex_unlock(&sh->lock);
+        return rc;
     }
-    if (relatch && vm->be->load_root)
-        vm->be->load_root(vm->be_ctx, vcpu->id, vcpu->root->hpa);
 
     /* The leaf, then up to 7 neighbours the guest has used before. */
     unsigned i = (unsigned)(gva >> 12) & 511;
@@ -949,7 +844,7 @@ pgm_shadow_unmap_gfn(struct pgm_vm *vm, uint64_t gfn)
     pthread_mutex_lock(&sh->lock);
     struct pgm_rmap_ref ref;
     while (pgm_rmap_gfn_first(&sh->rmap, gfn, &ref))
-        zap_entry(sh, ref.sp, ref.index);
+        pgm_shadow_zap_entry(sh, ref.sp, ref.index);
     pgm_shadow_commit_flush(vm);
     pthread_mutex_unlock(&sh->lock);
 }
@@ -992,18 +887,18 @@ pgm_shadow_written(struct pgm_vm *vm, uint64_t gfn, const uint8_t snap[4096])
                 if (!memcmp(now + 4 * k, snap + 4 * k, 4))
                     continue;
                 if (sp->role.level == 1 && k / 512 == sp->role.quadrant) {
-                    zap_entry(sh, sp, k % 512);
+                    pgm_shadow_zap_entry(sh, sp, k % 512);
                     changed = true;
                 } else if (sp->role.level == 2 && k / 256 == sp->role.quadrant) {
-                    zap_entry(sh, sp, 2 * (k % 256));
-                    zap_entry(sh, sp, 2 * (k % 256) + 1);
+                    pgm_shadow_zap_entry(sh, sp, 2 * (k % 256));
+                    pgm_shadow_zap_entry(sh, sp, 2 * (k % 256) + 1);
                     changed = true;
                 }
             }
         } else {
             for (unsigned i = 0; i < 512; i++) {
                 if (memcmp(now + 8 * i, snap + 8 * i, 8) != 0) {
-                    zap_entry(sh, sp, i);
+                    pgm_shadow_zap_entry(sh, sp, i);
                     changed = true;
                 }
             }

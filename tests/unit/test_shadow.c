@@ -325,6 +325,27 @@ test_handlers_reflected(void **state)
     assert_true(bm == 1);
 }
 
+static void set_state(struct env *e, uint64_t cr0, uint64_t cr4, uint64_t efer, uint64_t cr3);
+
+static void
+test_nxe_change(void **state)
+{
+    struct env *e = *state;
+    poke(e, 0x4030, 0x12003 | 1ull << 63);              /* VA 0x6000: XD */
+    uint64_t v;
+    struct pgm_fault_out o = access(e, 0x6000, 0, &v, 8);
+    assert_int_equal(o.result, PGM_FAULT_RESUME);      /* NXE = 1: a readable page */
+    /* EFER.NXE = 0: bit 63 is reserved now, the same shadows must not answer */
+    set_state(e, PGM_CR0_PE | PGM_CR0_PG | PGM_CR0_WP, PGM_CR4_PAE, PGM_EFER_LME, 0x1000);
+    o = access(e, 0x6000, 0, &v, 8);
+    assert_int_equal(o.result, PGM_FAULT_INJECT);
+    assert_int_equal(o.error_code, 0x9);               /* P|RSVD */
+    set_state(e, PGM_CR0_PE | PGM_CR0_PG | PGM_CR0_WP, PGM_CR4_PAE,
+              PGM_EFER_LME | PGM_EFER_NXE, 0x1000);
+    o = access(e, 0x6000, 0, &v, 8);
+    assert_int_equal(o.result, PGM_FAULT_RESUME);
+}
+
 static void
 test_bad_args(void **state)
 {
@@ -468,6 +489,7 @@ main(void)
         T(test_vmm_writes_to_tables),
         T(test_cr3_switch_and_flush),
         T(test_handlers_reflected),
+        T(test_nxe_change),
         T(test_bad_args),
         T(test_32bit_guest),
         T(test_pae_guest),
