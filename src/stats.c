@@ -30,6 +30,7 @@ pgm_stats(struct pgm_vm *vm, struct pgm_stats *out)
         out->shadow_unsyncs = sh->unsyncs;
         out->shadow_resyncs = sh->resyncs;
         out->shadow_prefetches = sh->prefetches;
+        out->shadow_refills = sh->refills;
         out->pool_hits = sh->pool->counters.hits;
         out->pool_misses = sh->pool->counters.misses;
         out->pool_evictions = sh->pool->counters.evictions;

@@ -29,6 +29,7 @@ struct pgm_stats {
     uint64_t shadow_unsyncs;   /**< leaf tables let go out of sync */
     uint64_t shadow_resyncs;   /**< out-of-sync tables brought back in sync */
     uint64_t shadow_prefetches; /**< neighbouring shadow entries filled ahead of a fault */
+    uint64_t shadow_refills;   /**< shadow entries updated in place after a guest PTE write */
     uint64_t pool_hits;        /**< shadow page lookups that found the page */
     uint64_t pool_misses;      /**< shadow page lookups that did not */
     uint64_t pool_evictions;   /**< shadow pages evicted to make room */

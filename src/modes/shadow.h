@@ -62,7 +62,7 @@ struct pgm_shadow {
     bool flush_pending;             /* an entry was downgraded or removed */
     bool relatch_pending;           /* a PAE root's PDPTE changed: reload it */
     /* counters, folded into pgm_stats */
-    uint64_t syncs, emulations, zaps, flushes, unshadowed, unsyncs, resyncs, prefetches;
+    uint64_t syncs, emulations, zaps, flushes, unshadowed, unsyncs, resyncs, prefetches, refills;
     uint32_t flood_threshold;
     uint32_t unsync_threshold;      /* PGM_UNSYNC_OFF: never */
     uint32_t unsync_count;          /* shadow pages out of sync now */

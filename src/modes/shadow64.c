@@ -865,6 +865,54 @@ pgm_shadow_snapshot(struct pgm_vm *vm, uint64_t gfn, uint8_t snap[4096])
     return shadowed;
 }
 
+/*
+ * After a guest entry of leaf table @sp changed to @g (entry @i zapped):
+ * update the shadow entry in place when the new guest entry is one a walk
+ * would accept - present, accessed, no reserved bit, its frame already
+ * backed - so the next access does not fault just to sync it. Rights are
+ * the role's upper rights and the entry's own; W only with D, for plain
+ * RAM, not a shadowed table. G is left out (always safe: a non-global entry
+ * is only flushed more often). Lock held.
+ */
+static void
+refill_leaf(struct pgm_vm *vm, struct pgm_shadow_page *sp, unsigned i, uint64_t g)
+{
+    struct pgm_shadow *sh = vm->shadow;
+    bool g32 = sp->role.guest_mode == PGM_MODE_32BIT;
+    if (!(g & SPTE_P) || !(g & SPTE_A))
+        return;
+    uint64_t xd = sp->role.nxe ? SPTE_XD : 0;
+    if (!g32) {
+        unsigned maxphy = vm->cfg.features.maxphyaddr;
+        unsigned top = sp->role.guest_mode == PGM_MODE_PAE ? 62 : 51;
+        uint64_t rsvd = (((top >= 63 ? ~0ull : (1ull << (top + 1)) - 1)) & ~((1ull << maxphy) - 1)) |
+                        (xd ? 0 : SPTE_XD);
+        if (g & rsvd)
+            return;
+    }
+    uint64_t gfn = (g & (g32 ? 0xfffff000ull : SPTE_ADDR)) >> PGM_PAGE_SHIFT;
+    struct backing b;
+    if (!find_backing_nolock(vm, gfn << PGM_PAGE_SHIFT, &b))
+        return;
+    unsigned rights = sp->role.access & pgm_shadow_entry_rights(g, xd);
+    bool may_write = (rights & PGM_RIGHT_WRITE) && (g & SPTE_D) && b.writable &&
+                     !pgm_shadow_gfn_monitored(sh, gfn);
+    uint64_t e = b.hpa | SPTE_P | SPTE_A | (g & (SPTE_PWT | SPTE_PCD | SPTE_PAT));
+    if (may_write)
+        e |= SPTE_RW | SPTE_D;
+    if (rights & PGM_RIGHT_USER)
+        e |= SPTE_US;
+    if (!(rights & PGM_RIGHT_EXEC))
+        e |= SPTE_XD;
+    if (!g32)
+        e |= g & (0xfull << SPTE_PKEY_SHIFT);
+    pgm_shadow_gfns(sh, sp)[i] = gfn;
+    pgm_rmap_gfn_add(&sh->rmap, gfn, sp, i);
+    spte_set(sp, i, e);
+    sp->present_count++;
+    sh->refills++;
+}
+
 void
 pgm_shadow_written(struct pgm_vm *vm, uint64_t gfn, const uint8_t snap[4096])
 {
@@ -887,7 +935,10 @@ pgm_shadow_written(struct pgm_vm *vm, uint64_t gfn, const uint8_t snap[4096])
                 if (!memcmp(now + 4 * k, snap + 4 * k, 4))
                     continue;
                 if (sp->role.level == 1 && k / 512 == sp->role.quadrant) {
+                    uint32_t g;
+                    memcpy(&g, now + 4 * k, 4);
                     pgm_shadow_zap_entry(sh, sp, k % 512);
+                    refill_leaf(vm, sp, k % 512, g);
                     changed = true;
                 } else if (sp->role.level == 2 && k / 256 == sp->role.quadrant) {
                     pgm_shadow_zap_entry(sh, sp, 2 * (k % 256));
@@ -899,6 +950,11 @@ pgm_shadow_written(struct pgm_vm *vm, uint64_t gfn, const uint8_t snap[4096])
             for (unsigned i = 0; i < 512; i++) {
                 if (memcmp(now + 8 * i, snap + 8 * i, 8) != 0) {
                     pgm_shadow_zap_entry(sh, sp, i);
+                    if (sp->role.level == 1) {
+                        uint64_t g;
+                        memcpy(&g, now + 8 * i, 8);
+                        refill_leaf(vm, sp, i, g);
+                    }
                     changed = true;
                 }
             }

@@ -266,6 +266,34 @@ test_unsync(void **state)
 }
 
 static void
+test_update_in_place(void **state)
+{
+    struct env *e = *state;
+    uint64_t v = 0;
+    access(e, 0x1000, 0, &v, 8);                       /* PT 0x4000 shadowed */
+    poke(e, 0x11000, 0x6161);
+    /* the guest writes an accessed PTE: the shadow entry is rebuilt from it
+     * right away, so the next access needs no fault and no guest walk */
+    uint64_t pte = 0x11027;
+    access(e, 0x5008, PGM_ACCESS_WRITE, &pte, 8);
+    pgm_invlpg(e->vcpu, 0x1000);
+    struct pgm_stats s0, s1;
+    pgm_stats(e->vm, &s0);
+    access(e, 0x1000, 0, &v, 8);
+    pgm_stats(e->vm, &s1);
+    assert_true(v == 0x6161);
+    assert_int_equal(s1.walks - s0.walks, 0);
+    assert_true(s1.shadow_refills >= 1);
+    /* a PTE without A is not prefilled: the access must walk to set A */
+    pte = 0x10007;
+    access(e, 0x5008, PGM_ACCESS_WRITE, &pte, 8);
+    pgm_invlpg(e->vcpu, 0x1000);
+    access(e, 0x1000, 0, &v, 8);
+    assert_true(v == 0x1122334455667788ull);
+    assert_true(peek(e, 0x4008) & 0x20);
+}
+
+static void
 test_vmm_writes_to_tables(void **state)
 {
     struct env *e = *state;
@@ -486,6 +514,7 @@ main(void)
         T(test_guest_faults),
         TM(test_monitored_pte_write),
         T(test_unsync),
+        TM(test_update_in_place),
         T(test_vmm_writes_to_tables),
         T(test_cr3_switch_and_flush),
         T(test_handlers_reflected),
