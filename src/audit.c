@@ -106,8 +106,8 @@ check_leaf(struct audit *a, struct pgm_shadow_page *sp, unsigned i, uint64_t e)
     uint64_t g = 0, frame_mask = SPTE_ADDR;
     if (sp->role.guest_mode == PGM_MODE_32BIT) {
         /* 4-byte entries; this page is half (quadrant) of a 1024-entry table */
-        pgm_phys_read(a->vm, (sp->gfn << PGM_PAGE_SHIFT) + 4u * (512u * sp->role.quadrant + i),
-                      &g, 4);
+        unsigned k = sp->role.fmt32 ? i : 512u * sp->role.quadrant + i;
+        pgm_phys_read(a->vm, (sp->gfn << PGM_PAGE_SHIFT) + 4u * k, &g, 4);
         frame_mask = 0xfffff000ull;
     } else {
         pgm_phys_read(a->vm, (sp->gfn << PGM_PAGE_SHIFT) + 8u * i, &g, 8);
@@ -139,8 +139,8 @@ check_page(void *ctx, struct pgm_shadow_page *sp)
     if (sp->role.level == 1 && !pgm_shadow_gfns(sh, sp))
         return fail(a, sp, 0, "leaf table without its gfn array");
     unsigned present = 0;
-    for (unsigned i = 0; i < 512; i++) {
-        uint64_t e = __atomic_load_n((const uint64_t *)sp->ptr + i, __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < sp_entries(sp); i++) {
+        uint64_t e = spte_get(sp, i);
         if (!(e & SPTE_P))
             continue;
         present++;
@@ -165,7 +165,7 @@ check_page(void *ctx, struct pgm_shadow_page *sp)
     struct pgm_rmap_iter it;
     struct pgm_rmap_ref ref;
     pgm_rmap_for_each(&sp->parents, it, ref) {
-        uint64_t e = __atomic_load_n((const uint64_t *)ref.sp->ptr + ref.index, __ATOMIC_RELAXED);
+        uint64_t e = spte_get(ref.sp, ref.index);
         if (!(e & SPTE_P) || (e & SPTE_ADDR) != sp->hpa)
             return fail(a, sp, 0, "parent reference (gfn %#" PRIx64 ", entry %u) does not point here",
                         ref.sp->gfn, ref.index);

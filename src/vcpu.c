@@ -195,7 +195,7 @@ pgm_set_cpu_state(struct pgm_vcpu *vcpu, const struct pgm_cpu_state *state, uint
     next.state = s;
     next.mode = mode_of(&s);
     next.gops = pgm_guest_ops_for(next.mode);
-    next.bops = pgm_both_ops_for(next.mode);
+    next.bops = pgm_both_ops_for(vcpu->vm->cfg.paging, next.mode);
     pgm_vcpu_refresh_walk_ctx(&next);
     if (!(s.efer & PGM_EFER_LMA))
         s.cr3 &= 0xffffffffull; /* outside IA-32e mode CR3 has 32 bits */

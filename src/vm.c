@@ -54,8 +54,9 @@ check_config(const struct pgm_vm_config *cfg)
         return -EINVAL;
     if (!cfg->vcpu_count || cfg->vcpu_count > PGM_MAX_VCPUS)
         return -EINVAL;
-    /* Nested tables and the 32-bit/PAE shadow formats arrive with their modules. */
-    if (cfg->paging != PGM_PAGING_NONE && cfg->paging != PGM_PAGING_SHADOW_AMD64)
+    /* Nested tables (EPT, NPT) arrive with their module. */
+    if (cfg->paging != PGM_PAGING_NONE && cfg->paging != PGM_PAGING_SHADOW_AMD64 &&
+        cfg->paging != PGM_PAGING_SHADOW_PAE && cfg->paging != PGM_PAGING_SHADOW_32)
         return -EINVAL;
     const struct pgm_backend_ops *be = cfg->backend;
     if (!be || be->struct_size < sizeof(*be) || !be->alloc_page || !be->free_page ||
@@ -94,7 +95,9 @@ pgm_vm_create(const struct pgm_vm_config *cfg, struct pgm_vm **out)
         pgm_vm_destroy(vm);
         return -ENOMEM;
     }
-    if (cfg->paging == PGM_PAGING_SHADOW_AMD64 && pgm_shadow_create(vm) < 0) {
+    bool shadow = cfg->paging == PGM_PAGING_SHADOW_AMD64 || cfg->paging == PGM_PAGING_SHADOW_PAE ||
+                  cfg->paging == PGM_PAGING_SHADOW_32;
+    if (shadow && pgm_shadow_create(vm) < 0) {
         pgm_vm_destroy(vm);
         return -ENOMEM;
     }
@@ -106,7 +109,7 @@ pgm_vm_create(const struct pgm_vm_config *cfg, struct pgm_vm **out)
         v->state.cr0 = 0x10;
         v->mode = PGM_MODE_REAL;
         v->gops = pgm_guest_ops_for(PGM_MODE_REAL);
-        v->bops = pgm_both_ops_for(PGM_MODE_REAL);
+        v->bops = pgm_both_ops_for(cfg->paging, PGM_MODE_REAL);
         pgm_vcpu_refresh_walk_ctx(v);
     }
     *out = vm;

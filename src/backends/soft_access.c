@@ -33,9 +33,9 @@ load_hw_state(struct pgm_vcpu *vcpu)
      * SMAP, PKE, PKRU and PGE are the guest's, checked by the MMU itself.
      */
     struct pgm_soft_cpu cpu = {
-        /* IA-32e guests run on 4/5-level shadows, every other mode on PAE ones. */
-        .format = vcpu->mode == PGM_MODE_AMD64 || vcpu->mode == PGM_MODE_LA57 ? vcpu->mode
-                                                                              : PGM_MODE_PAE,
+        /* The shadow format of this guest mode on this VM's host paging. */
+        .format = vcpu->bops->fmt32 ? PGM_MODE_32BIT
+                  : vcpu->bops->pae_root ? PGM_MODE_PAE : vcpu->mode,
         .cr3 = root,
         .wp = true,
         .pge = (g->cr4 & PGM_CR4_PGE) != 0,
@@ -76,6 +76,8 @@ pgm_soft_access(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, void *buf
     struct pgm_vm *vm = vcpu->vm;
     if (!vm->shadow || vm->be != pgm_soft_backend_ops())
         return -EINVAL;
+    if (!vcpu->bops)
+        return -EOPNOTSUPP; /* an IA-32e guest on 32-bit or PAE host paging */
     memset(out, 0, sizeof(*out));
     bool write = access & PGM_ACCESS_WRITE;
 

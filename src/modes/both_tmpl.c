@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Pair ("both") template: how the shadow engine follows one guest mode's
- * translation down its shadow tree. Compiled once per guest mode with
- * -DPGM_GUEST_MODE=<n> next to guest_tmpl.c; the shadow format is the one
- * that mode runs on (IA-32e guests: 64-bit format with the guest's levels;
- * every other mode: PAE format, 3 levels under a per-vCPU PDPTE root), so
- * the level loop below has no mode test: the compiler keeps one case.
+ * translation down its shadow tree. Compiled once per (guest mode, shadow
+ * format) pair with -DPGM_GUEST_MODE=<n> (and -DPGM_SHADOW_FMT32=1 for the
+ * 32-bit format) next to guest_tmpl.c: IA-32e guests on the 64-bit format
+ * with the guest's levels, the other modes on the PAE format (3 levels under
+ * a per-vCPU PDPTE root) or, under a 32-bit host paging, real, protected and
+ * 32-bit guests on the 32-bit format. The level loop below has no mode or
+ * format test: the compiler keeps one case.
  *
  * The role of each shadow page records what its content depends on: its
  * level, the guest mode, the quadrant of a 1024-entry guest table it
@@ -20,12 +22,33 @@
 #include "src/modes/tmpl.h"
 #include "src/vm.h"
 
-#if GST_LEVELS >= 4
+/*
+ * PGM_SHADOW_FMT32=1 builds the instance for a 32-bit host paging (real,
+ * protected and 32-bit guests on 2-level 32-bit-format shadows, whose 1024
+ * 4-byte entries match a 32-bit guest's tables one to one).
+ */
+#ifndef PGM_SHADOW_FMT32
+#  define PGM_SHADOW_FMT32 0
+#endif
+
+#if PGM_SHADOW_FMT32
+#  if GST_LEVELS > 2
+#    error "the 32-bit shadow format serves real, protected and 32-bit guests only"
+#  endif
+#  define BOTH_NAME(n) GST_NAME(PGM_CAT(n, 32))
+#  define SHW_LEVELS 2          /* 32-bit format: PD, PT */
+#  define SHW_PAE_ROOT 0
+#  define SHW_IDX_BITS 10
+#elif GST_LEVELS >= 4
+#  define BOTH_NAME(n) GST_NAME(n)
 #  define SHW_LEVELS GST_LEVELS /* IA-32e: the guest's own depth */
 #  define SHW_PAE_ROOT 0
+#  define SHW_IDX_BITS 9
 #else
+#  define BOTH_NAME(n) GST_NAME(n)
 #  define SHW_LEVELS 3          /* PAE format: PDPTE root, PD, PT */
 #  define SHW_PAE_ROOT 1
+#  define SHW_IDX_BITS 9
 #endif
 
 /*
@@ -33,12 +56,24 @@
  * and its role's quadrant / direct bits; the rights accumulated into *@acc.
  */
 static inline uint64_t
-GST_NAME(child_key)(const struct pgm_vcpu *vcpu, const struct pgm_walk *w, pgm_gva_t gva,
-                    unsigned level, unsigned *acc, union pgm_role *role)
+BOTH_NAME(child_key)(const struct pgm_vcpu *vcpu, const struct pgm_walk *w, pgm_gva_t gva,
+                     unsigned level, unsigned *acc, union pgm_role *role)
 {
-    unsigned shift = 12 + 9 * (level - 1); /* VA span of one entry at @level */
+    unsigned shift = 12 + SHW_IDX_BITS * (level - 1); /* VA span of one entry at @level */
     (void)vcpu;
-#if GST_LEVELS == 0
+#if PGM_SHADOW_FMT32 && GST_LEVELS == 2
+    /* 32-bit guest, 32-bit shadow: the page table itself, or a 4 MiB page
+     * as a direct table of its 1024 frames. */
+    (void)gva;
+    (void)level;
+    if (w->last_level == 2) {
+        role->direct = 1;
+        *acc = w->rights;
+        return (w->gpa & ~((1ull << shift) - 1)) >> PGM_PAGE_SHIFT;
+    }
+    *acc &= pgm_shadow_entry_rights(w->entry[2], 0);
+    return (w->entry[2] & 0xfffff000ull) >> PGM_PAGE_SHIFT;
+#elif GST_LEVELS == 0
     /* Paging off: the identity map of guest-physical memory, direct throughout. */
     (void)gva;
     (void)acc;
@@ -79,8 +114,8 @@ GST_NAME(child_key)(const struct pgm_vcpu *vcpu, const struct pgm_walk *w, pgm_g
 }
 
 static int
-GST_NAME(build_path)(struct pgm_vcpu *vcpu, pgm_gva_t gva, const struct pgm_walk *w,
-                     struct pgm_shadow_page **leaf)
+BOTH_NAME(build_path)(struct pgm_vcpu *vcpu, pgm_gva_t gva, const struct pgm_walk *w,
+                      struct pgm_shadow_page **leaf)
 {
     struct pgm_vm *vm = vcpu->vm;
     struct pgm_shadow *sh = vm->shadow;
@@ -90,11 +125,12 @@ GST_NAME(build_path)(struct pgm_vcpu *vcpu, pgm_gva_t gva, const struct pgm_walk
     sp->write_flood = 0;
     PGM_UNROLL
     for (unsigned level = SHW_LEVELS; level > 1; level--) {
-        unsigned shift = 12 + 9 * (level - 1);
-        unsigned i = (unsigned)(gva >> shift) & 511;
+        unsigned shift = 12 + SHW_IDX_BITS * (level - 1);
+        unsigned i = (unsigned)(gva >> shift) & ((1u << SHW_IDX_BITS) - 1);
         union pgm_role role = pgm_role_make(level - 1, (enum pgm_guest_mode)PGM_GUEST_MODE);
         role.nxe = vcpu->wctx.xd_mask != 0;
-        uint64_t child_gfn = GST_NAME(child_key)(vcpu, w, gva, level, &acc, &role);
+        role.fmt32 = PGM_SHADOW_FMT32;
+        uint64_t child_gfn = BOTH_NAME(child_key)(vcpu, w, gva, level, &acc, &role);
         role.access = acc & 7;
         uint64_t e = spte_get(sp, i);
         struct pgm_shadow_page *child = NULL;
@@ -112,6 +148,12 @@ GST_NAME(build_path)(struct pgm_vcpu *vcpu, pgm_gva_t gva, const struct pgm_walk
             child = pgm_shadow_get_sp(sh, child_gfn, role);
             if (!child)
                 return -ENOMEM;
+#if PGM_SHADOW_FMT32
+            /* A 4-byte entry cannot point above 4 GiB: the backend must give
+             * a 32-bit host paging its table pages below (soft backend: yes). */
+            if (child->hpa >> 32)
+                return -ENOMEM;
+#endif
             pgm_shadow_link_child(sh, sp, i, child);
 #if SHW_PAE_ROOT
             if (level == 3) {
@@ -131,11 +173,14 @@ GST_NAME(build_path)(struct pgm_vcpu *vcpu, pgm_gva_t gva, const struct pgm_walk
     return 0;
 }
 
-const struct pgm_both_ops GST_NAME(pgm_both_ops) = {
+const struct pgm_both_ops BOTH_NAME(pgm_both_ops) = {
     .levels = SHW_LEVELS,
     .pae_root = SHW_PAE_ROOT,
-    .build_path = GST_NAME(build_path),
+    .fmt32 = PGM_SHADOW_FMT32,
+    .build_path = BOTH_NAME(build_path),
 };
 
+#undef BOTH_NAME
 #undef SHW_LEVELS
 #undef SHW_PAE_ROOT
+#undef SHW_IDX_BITS

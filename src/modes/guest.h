@@ -86,8 +86,9 @@ struct pgm_shadow_page;
  * guest mode; IA-32e guests on 64-bit-format shadows, the others on PAE).
  */
 struct pgm_both_ops {
-    unsigned levels;  /* shadow levels: 3 (PAE format), 4 or 5 */
+    unsigned levels;  /* shadow levels: 2 (32-bit format), 3 (PAE format), 4 or 5 */
     bool pae_root;    /* the root is the vCPU's own four PDPTEs */
+    bool fmt32;       /* 32-bit format: 1024 4-byte entries per table */
     /*
      * Walk the shadow tree along @gva from the vCPU's root, creating or
      * relinking the shadow page at each level to match the guest's
@@ -101,6 +102,9 @@ struct pgm_both_ops {
 #define PGM_DECL_GUEST_OPS(suffix) extern const struct pgm_guest_ops pgm_guest_ops_##suffix; \
     extern const struct pgm_both_ops pgm_both_ops_##suffix
 
+/* The guest modes a 32-bit host paging runs on 32-bit-format shadows. */
+extern const struct pgm_both_ops pgm_both_ops32_real, pgm_both_ops32_prot, pgm_both_ops32_32bit;
+
 PGM_DECL_GUEST_OPS(real);
 PGM_DECL_GUEST_OPS(prot);
 PGM_DECL_GUEST_OPS(32bit);
@@ -110,6 +114,11 @@ PGM_DECL_GUEST_OPS(la57);
 
 /* The ops of @mode. */
 const struct pgm_guest_ops *pgm_guest_ops_for(enum pgm_guest_mode mode);
-const struct pgm_both_ops *pgm_both_ops_for(enum pgm_guest_mode mode);
+/*
+ * The pair ops of guest @mode on host paging @paging (enum pgm_paging_hw),
+ * or NULL when that host cannot shadow that mode (IA-32e guests need
+ * SHADOW_AMD64).
+ */
+const struct pgm_both_ops *pgm_both_ops_for(int paging, enum pgm_guest_mode mode);
 
 #endif /* PGM_SRC_MODES_GUEST_H */

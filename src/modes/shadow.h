@@ -136,20 +136,34 @@ bool pgm_shadow_gfn_monitored(struct pgm_shadow *sh, uint64_t gfn);
 
 /* ---- shared with the per-mode templates (both_tmpl.c); lock held ---- */
 
-static inline uint64_t
-spte_get(const struct pgm_shadow_page *sp, unsigned i)
+/* Entries per shadow table: 512 8-byte entries, or 1024 in the 32-bit format. */
+static inline unsigned
+sp_entries(const struct pgm_shadow_page *sp)
 {
-    return __atomic_load_n((const uint64_t *)sp->ptr + i, __ATOMIC_RELAXED);
+    return sp->role.fmt32 ? 1024 : 512;
 }
 
 /*
- * Shadow entries are written with atomics: the MMU walking them (the soft
- * MMU, a real CPU) sets their A/D bits concurrently.
+ * Shadow entries are read and written with atomics: the MMU walking them
+ * (the soft MMU, a real CPU) sets their A/D bits concurrently. In the 32-bit
+ * format an entry is 4 bytes: the bits above 31 (XD, protection keys) do not
+ * exist there and are dropped on the way in.
  */
+static inline uint64_t
+spte_get(const struct pgm_shadow_page *sp, unsigned i)
+{
+    if (sp->role.fmt32)
+        return __atomic_load_n((const uint32_t *)sp->ptr + i, __ATOMIC_RELAXED);
+    return __atomic_load_n((const uint64_t *)sp->ptr + i, __ATOMIC_RELAXED);
+}
+
 static inline void
 spte_set(struct pgm_shadow_page *sp, unsigned i, uint64_t v)
 {
-    __atomic_store_n((uint64_t *)sp->ptr + i, v, __ATOMIC_RELAXED);
+    if (sp->role.fmt32)
+        __atomic_store_n((uint32_t *)sp->ptr + i, (uint32_t)v, __ATOMIC_RELAXED);
+    else
+        __atomic_store_n((uint64_t *)sp->ptr + i, v, __ATOMIC_RELAXED);
 }
 
 /* Rights of one guest entry as pgm_rights (XD counts only with EFER.NXE). */

@@ -98,7 +98,7 @@ static void write_protect_gfn(struct pgm_shadow *sh, uint64_t gfn);
 static void
 zap_contents(struct pgm_shadow *sh, struct pgm_shadow_page *sp)
 {
-    for (unsigned i = 0; i < 512 && sp->present_count; i++)
+    for (unsigned i = 0; i < sp_entries(sp) && sp->present_count; i++)
         pgm_shadow_zap_entry(sh, sp, i);
 }
 
@@ -311,7 +311,9 @@ guest_leaf_entry(struct pgm_vm *vm, const struct pgm_shadow_page *sp, unsigned i
 {
     uint64_t g = 0;
     if (sp->role.guest_mode == PGM_MODE_32BIT) {
-        pgm_phys_read(vm, (sp->gfn << PGM_PAGE_SHIFT) + 4u * (512u * sp->role.quadrant + i), &g, 4);
+        /* 1:1 in the 32-bit format, a quadrant of the guest table in PAE */
+        unsigned k = sp->role.fmt32 ? i : 512u * sp->role.quadrant + i;
+        pgm_phys_read(vm, (sp->gfn << PGM_PAGE_SHIFT) + 4u * k, &g, 4);
         *frame_mask = 0xfffff000ull;
     } else {
         pgm_phys_read(vm, (sp->gfn << PGM_PAGE_SHIFT) + 8u * i, &g, 8);
@@ -333,7 +335,7 @@ resync_sp(struct pgm_vm *vm, struct pgm_shadow_page *sp)
 {
     struct pgm_shadow *sh = vm->shadow;
     uint64_t *gfns = pgm_shadow_gfns(sh, sp);
-    for (unsigned i = 0; i < 512 && sp->present_count; i++) {
+    for (unsigned i = 0; i < sp_entries(sp) && sp->present_count; i++) {
         uint64_t e = spte_get(sp, i);
         if (!(e & SPTE_P))
             continue;
@@ -428,7 +430,7 @@ reserve(struct pgm_shadow *sh, unsigned n)
     if (rc == 0)
         rc = pgm_rmap_reserve(&sh->rmap, n + 1);
     while (rc == 0 && sh->spare_count < n && sh->spare_count < sh->spare_cap) {
-        uint64_t *g = pgm_alloc(&sh->alloc, 512 * sizeof(uint64_t));
+        uint64_t *g = pgm_alloc(&sh->alloc, 1024 * sizeof(uint64_t));
         if (!g)
             return -ENOMEM;
         sh->spare_gfns[sh->spare_count++] = g;
@@ -449,7 +451,12 @@ write_protect_gfn(struct pgm_shadow *sh, uint64_t gfn)
     pgm_rmap_for_each(list, it, ref) {
         uint64_t e = spte_get(ref.sp, ref.index);
         if (e & SPTE_RW) {
-            __atomic_fetch_and((uint64_t *)ref.sp->ptr + ref.index, ~SPTE_RW, __ATOMIC_RELAXED);
+            if (ref.sp->role.fmt32)
+                __atomic_fetch_and((uint32_t *)ref.sp->ptr + ref.index, ~(uint32_t)SPTE_RW,
+                                   __ATOMIC_RELAXED);
+            else
+                __atomic_fetch_and((uint64_t *)ref.sp->ptr + ref.index, ~SPTE_RW,
+                                   __ATOMIC_RELAXED);
             sh->flush_pending = true;
         }
     }
@@ -480,7 +487,7 @@ pgm_shadow_get_sp(struct pgm_shadow *sh, uint64_t gfn, union pgm_role role)
     struct shadow_hmap_slot *s = hmap_insert(sh, sp->hpa, sp);
     if (role.level == 1) {
         s->gfns = sh->spare_gfns[--sh->spare_count];
-        memset(s->gfns, 0, 512 * sizeof(uint64_t));
+        memset(s->gfns, 0, 1024 * sizeof(uint64_t));
     }
     if (!role.direct && !was_monitored)
         write_protect_gfn(sh, gfn);
@@ -526,6 +533,10 @@ pgm_shadow_load_root(struct pgm_vcpu *vcpu, bool noflush)
 {
     struct pgm_vm *vm = vcpu->vm;
     struct pgm_shadow *sh = vm->shadow;
+    if (!vcpu->bops) {
+        pgm_shadow_drop_root(vcpu);
+        return -EOPNOTSUPP;
+    }
     union pgm_role role = pgm_role_make(shadow_levels(vcpu), vcpu->mode);
     role.access = PGM_RIGHT_WRITE | PGM_RIGHT_USER | PGM_RIGHT_EXEC;
     role.nxe = vcpu->wctx.xd_mask != 0; /* bit 63 is XD or reserved: different content */
@@ -533,6 +544,12 @@ pgm_shadow_load_root(struct pgm_vcpu *vcpu, bool noflush)
     if (pae_format(vcpu)) {
         role.direct = 1;
         gfn = PAE_ROOT_GFN_BASE + vcpu->id;
+    } else if (vcpu->bops->fmt32) {
+        role.fmt32 = 1;
+        if (vcpu->mode == PGM_MODE_REAL || vcpu->mode == PGM_MODE_PROT) {
+            role.direct = 1; /* the identity map: the same for every vCPU */
+            gfn = 0;
+        }
     }
     /* A flushing MOV CR3 is a point where the guest's table edits must show. */
     if (!noflush && sh->unsync_count)
@@ -587,7 +604,8 @@ pgm_shadow_mode_changed(struct pgm_vcpu *vcpu)
     if (sh->unsync_count)
         pgm_pool_for_each_page(sh->pool, resync_cb, vm); /* a mode change flushes the TLB */
     pgm_shadow_drop_root(vcpu);
-    pgm_shadow_load_root(vcpu, true); /* on failure the next fault retries */
+    if (vcpu->bops)
+        pgm_shadow_load_root(vcpu, true); /* on failure the next fault retries */
     if (vm->be->flush) {
         struct pgm_flush_req req = { .scope = PGM_FLUSH_ALL };
         vm->be->flush(vm->be_ctx, vcpu->id, &req);
@@ -711,7 +729,7 @@ prefetch(struct pgm_vcpu *vcpu, struct pgm_shadow_page *sp, unsigned i, pgm_gva_
     for (unsigned j = i & ~7u; j < (i & ~7u) + 8; j++) {
         if (j == i || (spte_get(sp, j) & SPTE_P))
             continue;
-        pgm_gva_t va = (gva & ~(0x1ffull << 12)) | ((uint64_t)j << 12);
+        pgm_gva_t va = (gva & ~((uint64_t)(sp_entries(sp) - 1) << 12)) | ((uint64_t)j << 12);
         struct pgm_walk wj;
         if (pgm_walk(vcpu, va, PGM_ACCESS_NO_AD | PGM_ACCESS_AC, &wj) != 0 ||
             wj.status != PGM_WALK_OK || wj.last_level != 1 ||
@@ -731,6 +749,8 @@ pgm_shadow_fault(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct p
 {
     struct pgm_vm *vm = vcpu->vm;
     struct pgm_shadow *sh = vm->shadow;
+    if (!vcpu->bops)
+        return -EOPNOTSUPP; /* e.g. an IA-32e guest on a VM whose host paging is 32-bit or PAE */
     int rc = pgm_walk(vcpu, gva, access, w);
     if (rc < 0)
         return rc;
@@ -757,7 +777,8 @@ pgm_shadow_fault(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct p
     rc = find_backing(vm, w->gpa, write, &b);
     if (rc < 0)
         return rc;
-    if (!b.mappable || (write && !b.writable)) {
+    /* 32-bit shadow entries reach only the first 4 GiB of host memory. */
+    if (!b.mappable || (write && !b.writable) || (vcpu->bops->fmt32 && b.hpa >> 32)) {
         *action = SHADOW_FINISH;
         return 0;
     }
@@ -790,7 +811,7 @@ pgm_shadow_fault(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct p
     }
 
     /* The leaf, then up to 7 neighbours the guest has used before. */
-    unsigned i = (unsigned)(gva >> 12) & 511;
+    unsigned i = (unsigned)(gva >> 12) & (sp_entries(sp) - 1);
     install_leaf(vcpu, sp, i, w, &b, monitored);
     if (sp->role.level == 1 && !sp->role.direct)
         prefetch(vcpu, sp, i, gva);
@@ -808,13 +829,14 @@ pgm_shadow_lookup_locked(struct pgm_vcpu *vcpu, pgm_gva_t gva, struct pgm_shadow
     struct pgm_shadow *sh = vcpu->vm->shadow;
     memset(out, 0, sizeof(*out));
     struct pgm_shadow_page *sp = vcpu->root;
-    if (!sp)
+    if (!sp || !vcpu->bops)
         return 0;
     unsigned level = shadow_levels(vcpu);
     out->levels = level;
     out->root = sp->hpa;
+    unsigned bits = vcpu->bops->fmt32 ? 10 : 9;
     for (;; level--) {
-        unsigned i = (unsigned)(gva >> (12 + 9 * (level - 1))) & 511;
+        unsigned i = (unsigned)(gva >> (12 + bits * (level - 1))) & ((1u << bits) - 1);
         if (level == 3 && pae_format(vcpu))
             i = (unsigned)(gva >> 30) & 3;
         uint64_t e = spte_get(sp, i);
@@ -925,7 +947,20 @@ pgm_shadow_written(struct pgm_vm *vm, uint64_t gfn, const uint8_t snap[4096])
         if (sp->role.direct)
             continue;
         bool changed = false;
-        if (sp->role.guest_mode == PGM_MODE_32BIT) {
+        if (sp->role.fmt32) {
+            /* 32-bit guest tables on 32-bit shadows: entry k shadows entry k. */
+            for (unsigned k = 0; k < 1024; k++) {
+                if (!memcmp(now + 4 * k, snap + 4 * k, 4))
+                    continue;
+                pgm_shadow_zap_entry(sh, sp, k);
+                if (sp->role.level == 1) {
+                    uint32_t g;
+                    memcpy(&g, now + 4 * k, 4);
+                    refill_leaf(vm, sp, k, g);
+                }
+                changed = true;
+            }
+        } else if (sp->role.guest_mode == PGM_MODE_32BIT) {
             /*
              * 4-byte guest entries. A PT half (level 1, quadrant q) shadows
              * guest PTEs 512q..512q+511 one to one; a PD quarter (level 2)

@@ -30,6 +30,7 @@ union pgm_role {
         unsigned smep_andnot_wp : 1;
         unsigned smap_andnot_wp : 1;
         unsigned invalid : 1;    /* zapped while still a root */
+        unsigned fmt32 : 1;      /* 32-bit shadow format: 1024 4-byte entries */
     };
 };
 

@@ -46,13 +46,13 @@ peek(struct env *e, uint64_t gpa)
 }
 
 static int
-env_setup_with(void **state, uint32_t unsync_threshold)
+env_setup_with(void **state, uint32_t unsync_threshold, enum pgm_paging_hw paging)
 {
     struct env *e = test_calloc(1, sizeof(*e));
     assert_int_equal(pgm_soft_backend_create(1u << 14, &e->sb), 0);
     struct pgm_vm_config cfg;
     pgm_vm_config_init(&cfg);
-    cfg.paging = PGM_PAGING_SHADOW_AMD64;
+    cfg.paging = paging;
     cfg.unsync_threshold = unsync_threshold;
     cfg.backend = pgm_soft_backend_ops();
     cfg.backend_ctx = e->sb;
@@ -78,14 +78,27 @@ env_setup_with(void **state, uint32_t unsync_threshold)
 static int
 env_setup(void **state)
 {
-    return env_setup_with(state, 0);
+    return env_setup_with(state, 0, PGM_PAGING_SHADOW_AMD64);
+}
+
+/* Hosts whose own paging is 32-bit or PAE. */
+static int
+env_setup_host32(void **state)
+{
+    return env_setup_with(state, 0, PGM_PAGING_SHADOW_32);
+}
+
+static int
+env_setup_host_pae(void **state)
+{
+    return env_setup_with(state, 0, PGM_PAGING_SHADOW_PAE);
 }
 
 /* Every shadowed table stays write-protected: each guest write is finished. */
 static int
 env_setup_monitor_only(void **state)
 {
-    return env_setup_with(state, PGM_UNSYNC_OFF);
+    return env_setup_with(state, PGM_UNSYNC_OFF, PGM_PAGING_SHADOW_AMD64);
 }
 
 static int
@@ -504,11 +517,40 @@ test_real_and_prot_guest(void **state)
     assert_true(v == 0x1122334455667788ull);
 }
 
+/* Guest modes a 32-bit or PAE host cannot run: IA-32e. */
+static void
+test_host_cannot_run_ia32e(void **state)
+{
+    struct env *e = *state;
+    uint64_t v;
+    struct pgm_fault_out o;
+    /* env_setup left the vCPU in IA-32e paging */
+    assert_int_equal(pgm_soft_access(e->vcpu, 0x1000, 0, &v, 8, &o), -EOPNOTSUPP);
+    pgm_hpa_t root;
+    assert_int_equal(pgm_before_entry(e->vcpu, &root), -EOPNOTSUPP);
+    struct pgm_regs regs = { .code_bits = 64 };
+    assert_int_equal(pgm_trap0e(e->vcpu, 0, 0x1000, &regs, &o), -EOPNOTSUPP);
+}
+
+/* A 32-bit host: 32-bit guests on 32-bit-format shadows, one to one. */
+static void
+test_host32_32bit_guest(void **state)
+{
+    test_32bit_guest(state);
+    struct env *e = *state;
+    struct pgm_shadow_info si;
+    assert_int_equal(pgm_shadow_lookup(e->vcpu, 0x1000, &si), 0);
+    assert_int_equal(si.levels, 2);
+    assert_true(si.present);
+}
+
 int
 main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, env_setup, env_teardown)
 #define TM(fn) cmocka_unit_test_setup_teardown(fn, env_setup_monitor_only, env_teardown)
+#define T32(fn) cmocka_unit_test_setup_teardown(fn, env_setup_host32, env_teardown)
+#define TP(fn) cmocka_unit_test_setup_teardown(fn, env_setup_host_pae, env_teardown)
     const struct CMUnitTest tests[] = {
         T(test_read_write_and_ad),
         T(test_guest_faults),
@@ -523,8 +565,16 @@ main(void)
         T(test_32bit_guest),
         T(test_pae_guest),
         T(test_real_and_prot_guest),
+        T32(test_host_cannot_run_ia32e),
+        T32(test_host32_32bit_guest),
+        T32(test_pae_guest),
+        TP(test_host_cannot_run_ia32e),
+        TP(test_32bit_guest),
+        TP(test_pae_guest),
     };
 #undef TM
 #undef T
+#undef T32
+#undef TP
     return cmocka_run_group_tests_name("shadow", tests, NULL, NULL);
 }
