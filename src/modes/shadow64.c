@@ -681,8 +681,23 @@ install_leaf(struct pgm_vcpu *vcpu, struct pgm_shadow_page *sp, unsigned i,
          (w->pat_index & 4 ? SPTE_PAT : 0);
     e |= (uint64_t)w->pkey << SPTE_PKEY_SHIFT;
     uint64_t old = spte_get(sp, i);
+    if (sp->role.fmt32)
+        e = (uint32_t)e; /* no XD or keys in the 32-bit format */
     if ((old & ~(SPTE_A | SPTE_D)) == (e & ~(SPTE_A | SPTE_D)))
         return; /* already there: a spurious fault */
+    /*
+     * Widening a present entry (same page and attributes, rights only
+     * added: the D bit just set, a handler turned off) needs no flush: a
+     * stale, narrower TLB entry only causes a spurious fault, which lands
+     * here and resumes. Update it in place; the reverse map already has it.
+     */
+    uint64_t same = SPTE_ADDR | SPTE_PWT | SPTE_PCD | SPTE_PAT | SPTE_G | (0xfull << SPTE_PKEY_SHIFT);
+    if ((old & SPTE_P) && pgm_shadow_gfns(sh, sp)[i] == gfn && !((old ^ e) & same) &&
+        !(old & SPTE_RW & ~e) && !(old & SPTE_US & ~e) && !(e & SPTE_XD & ~old)) {
+        spte_set(sp, i, e | (old & (SPTE_A | SPTE_D)));
+        sh->syncs++;
+        return;
+    }
     pgm_shadow_zap_entry(sh, sp, i);
     pgm_shadow_gfns(sh, sp)[i] = gfn;
     pgm_rmap_gfn_add(&sh->rmap, gfn, sp, i);

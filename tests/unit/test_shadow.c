@@ -138,6 +138,18 @@ test_read_write_and_ad(void **state)
     assert_int_equal(o.result, PGM_FAULT_RESUME);
     assert_true((peek(e, 0x4008) & 0x60) == 0x60);
     assert_true(peek(e, 0x10008) == 42);
+    /* making the entry writable once D is set only widened it: no flush */
+    struct pgm_stats s0;
+    pgm_stats(e->vm, &s0);
+    poke(e, 0x4018, 0x12007);                          /* VA 0x3000, D clear */
+    access(e, 0x3000, 0, &v, 8);                        /* mapped read-only */
+    v = 44;
+    access(e, 0x3000, PGM_ACCESS_WRITE, &v, 8);         /* D set, widened */
+    struct pgm_stats s0b;
+    pgm_stats(e->vm, &s0b);
+    assert_int_equal(s0b.shadow_flushes, s0.shadow_flushes);
+    assert_int_equal(s0b.shadow_zaps, s0.shadow_zaps);
+    assert_true(peek(e, 0x12000) == 44);
     /* a second write goes through the (now writable) shadow directly */
     struct pgm_stats s1, s2;
     pgm_stats(e->vm, &s1);
