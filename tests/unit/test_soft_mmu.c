@@ -160,7 +160,7 @@ test_walks_match_model(void **state)
             if (memcmp(image + e.hpa[i], e.ptr[i], 4096) != 0)
                 fail_msg("case %u: A/D state differs from the model in page %u", n, i);
     }
-    print_message("soft MMU vs model: %u walks compared, %u translated\n", compared, translated);
+    print_message("# soft MMU vs model: %u walks compared, %u translated\n", compared, translated);
     assert_true(compared > 20000 && translated > 2000);
     test_free(image);
     pgm_soft_backend_destroy(e.sb);

@@ -247,7 +247,7 @@ test_npt_matrix(void **state)
                         }
         }
     }
-    print_message("NPT matrix: %u entries classified\n", cases);
+    print_message("# NPT matrix: %u entries classified\n", cases);
 
     struct pgm_svm_npt_env env = { .maxphyaddr = 48, .levels = 4, .nxe = true, .gbpages = true };
     assert_int_equal(pgm_svm_npt_classify(&env, 5, 1, NULL), -EINVAL);

@@ -445,7 +445,7 @@ test_eptp_matrix(void **state)
                     cases++;
                 }
     }
-    print_message("EPTP matrix: %u cases\n", cases);
+    print_message("# EPTP matrix: %u cases\n", cases);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -571,7 +571,7 @@ test_ept_misconfig_matrix(void **state)
                             }
         }
     }
-    print_message("EPT misconfiguration matrix: %u entries classified (%u misconfig)\n",
+    print_message("# EPT misconfiguration matrix: %u entries classified (%u misconfig)\n",
                   cases, misconfigs);
 }
 
@@ -713,7 +713,7 @@ test_ept_builders(void **state)
             }
         }
     }
-    print_message("EPT builders: %u leaves built and re-classified\n", built);
+    print_message("# EPT builders: %u leaves built and re-classified\n", built);
 
     env = full_env(46, false);
     /* misaligned 2 MiB, above N, level 4 leaf, large without capability, A/D without caps */

@@ -106,7 +106,7 @@ test_walks_race_guest_writes(void **state)
     struct pgm_stats s;
     pgm_stats(fx.vm, &s);
     assert_true(s.walks == 2ull * ITERS);
-    print_message("walks %llu, restarts after a lost A/D race %llu\n", (unsigned long long)s.walks,
+    print_message("# walks %llu, restarts after a lost A/D race %llu\n", (unsigned long long)s.walks,
                   (unsigned long long)s.walk_retries);
     pgm_vm_destroy(fx.vm);
     pgm_soft_backend_destroy(sb);
