@@ -468,6 +468,18 @@ pgm_shadow_get_sp(struct pgm_shadow *sh, uint64_t gfn, union pgm_role role)
 {
     struct pgm_shadow_page *sp = pgm_pool_lookup(sh->pool, gfn, role);
     if (sp) {
+        /* Linking an out-of-sync leaf under a new parent makes its stale
+         * entries reachable at addresses the guest never had to invalidate
+         * (the entry above was not present: nothing was cached for them),
+         * so it must be exact before it is linked. */
+        if (sp->unsync) {
+            /* All shadows of a gfn go out of sync together (try_unsync). */
+            struct pgm_shadow_page *o, *next;
+            pgm_pool_for_each_gfn(sh->pool, gfn, o, next) {
+                if (o->unsync)
+                    resync_sp(sh->vm, o);
+            }
+        }
         pgm_pool_touch(sh->pool, sp);
         return sp;
     }
