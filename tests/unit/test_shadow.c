@@ -234,6 +234,39 @@ test_monitored_pte_write(void **state)
     assert_true(v == 0x1122334455667788ull);
 }
 
+/*
+ * An out-of-sync leaf table linked under a new parent entry: the guest
+ * changed one of its entries without INVLPG (legal while the old address
+ * keeps the stale translation), then made the table reachable at a new
+ * address through a PDE that was not present. Nothing could be cached for
+ * the new address, so it must see the entry as it is now.
+ */
+static void
+test_unsync_relink(void **state)
+{
+    struct env *e = *state;
+    uint64_t v = 0;
+    access(e, 0x1000, 0, &v, 8);                       /* PT 0x4000 shadowed */
+    for (unsigned k = 0; k < 8; k++) {                 /* ... and out of sync */
+        uint64_t pte = (0x20000 + 0x1000ull * k) | 7;
+        access(e, 0x5000 + 8 * (8 + k), PGM_ACCESS_WRITE, &pte, 8);
+        access(e, 0x1000, 0, &v, 8);
+    }
+    poke(e, 0x12000, 0x1212);
+    poke(e, 0x13000, 0x1313);
+    uint64_t pte = 0x12007;
+    access(e, 0x5018, PGM_ACCESS_WRITE, &pte, 8);      /* VA 0x3000 -> 0x12000 */
+    access(e, 0x3000, 0, &v, 8);
+    assert_true(v == 0x1212);
+    pte = 0x13007;                                     /* no INVLPG: stale at 0x3000 */
+    access(e, 0x5018, PGM_ACCESS_WRITE, &pte, 8);
+    poke(e, 0x3010, 0x4007);                           /* PDE 2: the same PT at 4 MiB */
+    access(e, 0x401000, 0, &v, 8);                     /* links the shadow PT there */
+    assert_true(v == 0x1122334455667788ull);
+    access(e, 0x403000, 0, &v, 8);
+    assert_true(v == 0x1313);
+}
+
 static void
 test_unsync(void **state)
 {
@@ -568,6 +601,7 @@ main(void)
         T(test_guest_faults),
         TM(test_monitored_pte_write),
         T(test_unsync),
+        T(test_unsync_relink),
         TM(test_update_in_place),
         T(test_vmm_writes_to_tables),
         T(test_cr3_switch_and_flush),
