@@ -10,8 +10,18 @@
  *    string instructions, which commit per iteration) leaves the registers
  *    exactly as they were;
  *  - PGM_EMU_AGAIN leaves RIP on the instruction; re-entering finishes.
- * A violation aborts, which the fuzzer reports as a crash. There is no
- * reference CPU here: tests/unit/test_emu.c compares against Unicorn.
+ * A violation aborts, which the fuzzer reports as a crash.
+ *
+ * With Unicorn (PGM_HAVE_UNICORN, tests/emuref/unicorn_ref.h) the target is
+ * also differential: when the instruction decoded OK and the run above
+ * ended in PGM_EMU_DONE or PGM_EMU_INJECT_GP (no injected fault), it runs
+ * again from the same registers, made representable for the reference
+ * (uref_normalise(): real-mode segment bases in 16-bit code, flat CS, RIP
+ * below 2^36), over a flat memory whose pages hold the input's tail bytes,
+ * and Unicorn runs it from that state: every GPR, RIP, the defined flags and
+ * every touched byte must agree, with the unit test's rules (an address
+ * Unicorn cannot map is skipped; Unicorn's known SDM deviations are
+ * tolerated, see uref_deviations()). One engine per code size, reused.
  *
  * Input layout (short inputs are padded with zeros):
  *   0      code size (% 3: 16, 32, 64)
@@ -19,12 +29,22 @@
  *   2      fault selector: access number N % 8 faults when bit 3 is set
  *   3..17  instruction bytes (15)
  *   18..   GPRs (16 x 8), RFLAGS (8), segment bases (6 x 8)
+ *   202..  memory of the differential run: byte la is tail[la % length]
+ *          (no tail: a pattern seeded from the input's first 202 bytes)
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "src/emu/emu.h"
+
+#ifdef PGM_HAVE_UNICORN
+#include <stdio.h>
+
+#include "tests/emuref/flat_mem.h"
+#include "tests/emuref/unicorn_ref.h"
+#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -104,6 +124,79 @@ get(const uint8_t *d, size_t size, size_t off, unsigned n)
     return v;
 }
 
+#ifdef PGM_HAVE_UNICORN
+
+#define TAIL_OFF 202u
+
+static struct flat diff_mem;            /* large: static */
+static struct uref *engines[3];         /* 16, 32, 64: opened once, reused */
+
+struct tail {
+    const uint8_t *bytes;
+    size_t len;
+};
+
+static void
+fill_from_tail(void *arg, uint64_t pfn, uint8_t page[4096])
+{
+    const struct tail *t = arg;
+    uint64_t la = pfn << 12;
+    size_t k = (size_t)(la % t->len);
+    for (unsigned i = 0; i < 4096; i++) {
+        page[i] = t->bytes[k];
+        if (++k == t->len)
+            k = 0;
+    }
+}
+
+/* The same instruction from the same state in the emulator (flat memory)
+ * and in Unicorn; aborts on any difference. */
+static void
+differential(const struct pgm_insn *in, const uint8_t *code, const struct pgm_regs *start,
+             const struct pgm_emu_mem *proto, unsigned limit, const uint8_t *data, size_t size)
+{
+    unsigned mode = start->code_bits == 16 ? 0 : start->code_bits == 32 ? 1 : 2;
+    if (!engines[mode] && !(engines[mode] = uref_open(start->code_bits)))
+        abort();
+    struct pgm_regs before = *start;
+    uref_normalise(&before);
+    if (!uref_state_ok(&before))
+        abort();    /* uref_normalise() must make it so */
+
+    uint64_t seed = 0;
+    for (size_t i = 0; i < size && i < TAIL_OFF; i++)
+        seed = flat_mix64(seed ^ data[i]);
+    uref_flat_init(&diff_mem, &before, seed);
+    struct tail t = { .bytes = data + TAIL_OFF, .len = size > TAIL_OFF ? size - TAIL_OFF : 0 };
+    if (t.len) {
+        diff_mem.fill = fill_from_tail;
+        diff_mem.fill_arg = &t;
+    }
+    struct pgm_emu_mem mem = { .ctx = &diff_mem, .read = flat_read, .write = flat_write,
+                               .cmpxchg = proto->cmpxchg ? flat_cmpxchg : NULL };
+    struct pgm_regs r = before;
+    unsigned rounds = 0;
+    int rc;
+    while ((rc = pgm_emulate(in, &r, &mem, limit)) == PGM_EMU_AGAIN)
+        if (++rounds > 2000)
+            abort();
+    if (rc == -EFAULT)
+        return;     /* outside what both sides can map: not comparable */
+    if (rc != PGM_EMU_DONE && rc != PGM_EMU_INJECT_GP)
+        abort();
+
+    char why[192];
+    int v = uref_check(engines[mode], code, in->len, in, &before, rc, &r, &diff_mem, NULL,
+                       why, sizeof(why));
+    if (v == UREF_MISMATCH || v == UREF_ERROR) {
+        uref_print_case(stderr, v == UREF_ERROR ? "unicorn setup" : "mismatch", code, in->len,
+                        in, &before, &diff_mem, why);
+        abort();
+    }
+}
+
+#endif /* PGM_HAVE_UNICORN */
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -177,5 +270,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     default:
         abort();
     }
+#ifdef PGM_HAVE_UNICORN
+    if (rc == PGM_EMU_DONE || rc == PGM_EMU_INJECT_GP)
+        differential(&in, code, &before, &mem, limit, data, size);
+#endif
     return 0;
 }
