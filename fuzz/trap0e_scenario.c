@@ -2,7 +2,9 @@
 /*
  * trap0e scenario: random guest tables and operation sequences run through
  * the shadow engine (PGM_PAGING_SHADOW_AMD64) on the soft backend, whose
- * MMU is the CPU. Shared by fuzz_trap0e and fuzz_alloc.
+ * MMU is the CPU, in every guest mode (IA-32e 4/5-level, PAE, 32-bit,
+ * protected and real mode without paging) with changes among them.
+ * Shared by fuzz_trap0e and fuzz_alloc.
  *
  * ---- Input layout (short inputs are padded with zeros) -------------------
  *   0      control bits: 0 LA57, 1 CR0.WP, 2 SMEP, 3 SMAP, 4 PKE, 5 EFER.NXE,
@@ -17,13 +19,17 @@
  *   14     fuzz_alloc: bit 0 every allocation from that index on fails (else
  *          only that one); bits 7:1 soft-backend allocations before failure
  *          (127: none fail)
- *   15     reserved
+ *   15     initial mode, which also picks the format of the base tables:
+ *          bits 1:0 IA-32e (byte 0 bit 0: LA57), 32-bit paging (byte 0
+ *          bit 0: CR4.PSE), PAE, paging off (IA-32e tables; bit 2: real
+ *          mode, else protected). Old inputs (0) keep their meaning.
  *   16..   table records, 12 bytes each: page (1, mod 64), index (2, mod 512),
  *          steer (1), value (8); with steer bit 0 the value's address bits
  *          are replaced by page (steer >> 1) % 64, so most point into RAM
  *   then   operations (below) to the end of the input, at most 64
  *
- * Guest memory: 64 pages of RAM at GPA 0. The base tables come from the
+ * Guest memory: 64 pages of RAM at GPA 0, one MMIO page without handler
+ * right above (reads all-ones, writes dropped). The base tables come from the
  * seed: roots (top-level tables) in pages 0-3, then tables of each lower
  * level down to page tables in pages 12-27, data pages 28-63 (each 8-byte
  * word holds its own GPA, xored with a constant). Each table has entries at
@@ -33,11 +39,20 @@
  * supervisor, XD, G, A/D and protection-key variants. Every root maps
  * itself at the self-map slot, so the guest reaches its own entries through
  * linear addresses. The records then overwrite any entry with any value.
+ * 32-bit format: PDs in pages 0-3 (4-byte entries at 0, 1, 2, 1023; a
+ * 4 MiB page at GPA 0 now and then, sometimes with PSE-36 address bits or
+ * the reserved bit 21), page tables in 12-27, the self-map at PDE
+ * 512 + 2 * byte 6. PAE format: PDPTs in pages 0-3 (4 entries, now and then
+ * with a reserved bit: MOV CR3 then raises #GP), PDs in 8-11 each mapping
+ * itself at PDE 3 + byte 6 * 507 / 255, page tables in 12-27.
  *
  * Linear addresses are picked by 3 selector bytes: one 2-bit choice per
  * level among indexes {0, 1, 2, 511} (the self-map slot instead of 2 at the
  * top level), a 12-bit page offset, and bit 22 making the address
- * non-canonical; sign-extended for 4 or 5 levels.
+ * non-canonical; sign-extended for 4 or 5 levels. 32-bit: PDE {0, 1,
+ * self-map, 1023} and PTE {0, 1, 2, 1023}; PAE: PDPTE 0-3, PDE {0, 1,
+ * self-map, 511}, PTE {0, 1, 2, 511}; paging off: page (bits 6:0) of RAM,
+ * MMIO or unassigned space, bit 22 moving it to the top 1 MiB of 4 GiB.
  *
  * Operations: a code byte (low nibble: kind mod 9, high nibble: flags), four
  * argument bytes a0..a3, and for PTE_WRITE nine more.
@@ -45,19 +60,22 @@
  *                 fetch, read; bit 2 CPL 3; a3 bits 1:0 size 1/2/4/8,
  *                 bit 2 RFLAGS.AC, bits 5:4 flush after (none, INVLPG va,
  *                 non-global, all)
- *   1 PTE_WRITE   an 8-byte CPL-0 write (CPL 3 with flag bit 3) of value
- *                 (steered as a record: steer byte, then 8 bytes) to the
- *                 linear address, through the self-map, of the level
- *                 1 + (flags & 3) entry translating va(a0..a2); a3 bits 5:4
- *                 the OS's flush afterwards as for ACCESS
+ *   1 PTE_WRITE   an 8-byte (32-bit paging: 4-byte) CPL-0 write (CPL 3
+ *                 with flag bit 3) of value (steered as a record: steer
+ *                 byte, then 8 bytes) to the linear address, through the
+ *                 self-map, of the level 1 + (flags & 3) entry translating
+ *                 va(a0..a2) (levels above 2 are 2 in 32-bit and PAE mode;
+ *                 with paging off the word at va itself); a3 bits 5:4 the
+ *                 OS's flush afterwards as for ACCESS
  *   2 SYNC_CR3    MOV CR3 to root a0 % 4 (a1 bit 0: with an address bit
  *                 above MAXPHYADDR, which must #GP)
  *   3 INVLPG      va(a0..a2)
  *   4 FLUSH       pgm_flush_tlb, global = a0 bit 0
  *   5 SET_STATE   pgm_set_cpu_state: a0 control bits as byte 0; a1 bits 1:0
  *                 mode (0/1: IA-32e with LA57 = a0 bit 0, 2: PAE, 3: paging
- *                 off; accesses there may return -EOPNOTSUPP while the
- *                 engine shadows only IA-32e guests, else are checked), a1 bit 2 PGM_STATE_GUEST_WRITE; root a2 % 4
+ *                 off, or with a1 bit 3 32-bit paging with CR4.PSE = a0
+ *                 bit 0, or with a1 bit 4 real mode), a1 bit 2
+ *                 PGM_STATE_GUEST_WRITE; root a2 % 4
  *   6 PKRU        pgm_set_pkru(a0..a3)
  *   7 HANDLER     a0 % 6: 0 register a WRITE handler on page a1 % 64,
  *                 1 deregister it, 2 start a dirty log on pages
@@ -189,7 +207,9 @@ struct run {
     const struct trap0e_opts *opts;
     struct pgm_vm *vm;
     struct pgm_vcpu *vcpu;
-    unsigned sm;                 /* self-map slot */
+    unsigned sm;                 /* self-map slot (IA-32e roots) */
+    unsigned sm32;               /* self-map PDE of the 32-bit PDs */
+    unsigned smpae;              /* self-map PDE of each PAE PD */
     uint8_t *prev, *now;         /* guest RAM before / after an operation */
     struct hist hist[HIST_MAX];
     unsigned nhist;
@@ -206,20 +226,33 @@ static struct pgm_soft_backend *backend;
 
 /* TRAP0E_STATS=1: print what each input reached (outcomes, pool activity). */
 static struct {
-    uint64_t ok_strict, ok_stale, pf, gp, unsupported, errors, ops;
+    uint64_t ok_strict, ok_stale, pf, gp, errors, ops;
 } tally;
 
+/* Paging levels of the current mode: 0 (paging off), 2 (32-bit), 3 (PAE), 4, 5. */
 static unsigned
 levels(const struct run *r)
 {
-    return pgm_guest_mode(r->vcpu) == PGM_MODE_LA57 ? 5 : 4;
+    switch (pgm_guest_mode(r->vcpu)) {
+    case PGM_MODE_LA57: return 5;
+    case PGM_MODE_AMD64: return 4;
+    case PGM_MODE_PAE: return 3;
+    case PGM_MODE_32BIT: return 2;
+    default: return 0;
+    }
 }
 
 static bool
-shadowed(const struct run *r)
+ia32e(const struct run *r)
 {
-    enum pgm_guest_mode m = pgm_guest_mode(r->vcpu);
-    return m == PGM_MODE_AMD64 || m == PGM_MODE_LA57;
+    return levels(r) >= 4;
+}
+
+/* Bytes per paging-structure entry in the current mode. */
+static unsigned
+esize(const struct run *r)
+{
+    return levels(r) == 2 ? 4 : 8;
 }
 
 static uint64_t
@@ -234,6 +267,22 @@ static uint64_t
 va_of(const struct run *r, uint32_t sel)
 {
     unsigned n = levels(r);
+    uint64_t off = (sel >> 10) & 0xfff;
+    if (n == 0) {
+        /* paging off: a page of RAM (tables and data), the MMIO page or
+         * unassigned space above it; bit 22 the top of the 4 GiB */
+        uint64_t va = ((uint64_t)(sel & 0x7f) << 12) | off;
+        return sel & (1u << 22) ? va | 0xfff00000ull : va;
+    }
+    if (n == 2) {
+        const unsigned pd[4] = { 0, 1, r->sm32, 1023 }, pt[4] = { 0, 1, 2, 1023 };
+        return ((uint64_t)pd[(sel >> 2) & 3] << 22) | ((uint64_t)pt[sel & 3] << 12) | off;
+    }
+    if (n == 3) {
+        const unsigned pd[4] = { 0, 1, r->smpae, 511 }, pt[4] = { 0, 1, 2, 511 };
+        return ((uint64_t)((sel >> 4) & 3) << 30) | ((uint64_t)pd[(sel >> 2) & 3] << 21) |
+               ((uint64_t)pt[sel & 3] << 12) | off;
+    }
     const unsigned choice[4] = { 0, 1, 2, 511 };
     uint64_t va = 0;
     for (unsigned l = 1; l <= n; l++) {
@@ -253,6 +302,21 @@ static uint64_t
 entry_va(const struct run *r, uint64_t va, unsigned level)
 {
     unsigned n = levels(r);
+    if (n == 0)
+        return va & ~7ull; /* paging off: the "entry" is the RAM word itself */
+    if (n == 2) {
+        /* PD entry sm32 maps the PD as a page table */
+        uint64_t base = (uint64_t)r->sm32 << 22;
+        return level == 1 ? base | ((va >> 12) & 0xfffff) * 4
+                          : base | ((uint64_t)r->sm32 << 12) | (va >> 22) * 4;
+    }
+    if (n == 3) {
+        /* each PD maps itself at entry smpae: only the entries of the
+         * quarter va lies in (the PDPT is not reachable: level 3 -> 2) */
+        uint64_t base = (va & 0xc0000000ull) | ((uint64_t)r->smpae << 21);
+        return level == 1 ? base | ((va >> 12) & 0x3ffff) * 8
+                          : base | ((uint64_t)r->smpae << 12) | ((va >> 21) & 511) * 8;
+    }
     uint64_t idx[6];
     for (unsigned l = 1; l <= n; l++)
         idx[l] = (va >> (12 + 9 * (l - 1))) & 511;
@@ -369,7 +433,7 @@ check_ram(struct run *r, const struct span *spans, unsigned nspans, const char *
             if (in_span)
                 continue;
             /* A (bit 5) and D (bit 6) of an entry's low byte, set only. */
-            if (o % 8 == 0 && !((a[o] ^ b[o]) & ~0x60) && !(a[o] & ~b[o]))
+            if (o % esize(r) == 0 && !((a[o] ^ b[o]) & ~0x60) && !(a[o] & ~b[o]))
                 continue;
             fprintf(stderr, "trap0e: after %s guest RAM byte %#llx changed %#x -> %#x\n", after,
                     (unsigned long long)gpa, a[o], b[o]);
@@ -481,12 +545,6 @@ do_access(struct run *r, uint64_t va, uint32_t access, size_t size, uint64_t val
     char what[128];
     snprintf(what, sizeof(what), "access va %#llx access %#x size %zu",
              (unsigned long long)va, access, size);
-    if (rc == -EOPNOTSUPP && !shadowed(r)) {
-        /* Modes without a shadow engine yet (the walk above still ran). */
-        tally.unsupported++;
-        after_op(r, "access in an unshadowed mode");
-        return;
-    }
     if (rc != 0) {
         if (!r->opts->inject_failures || rc == -EIO || rc > 0) {
             struct pgm_cpu_state st;
@@ -561,6 +619,12 @@ do_access(struct run *r, uint64_t va, uint32_t access, size_t size, uint64_t val
             }
         }
         if (!match) {
+            if (!write)
+                for (uint64_t g = va & 0xfff; g + size <= RAM_SIZE; g += 4096)
+                    if (!memcmp(buf, r->now + g, size))
+                        fprintf(stderr, "  the bytes read are those at gpa %#llx\n",
+                                (unsigned long long)g);
+            dump_walk("walk before", &w);
             fprintf(stderr, "trap0e: %s: the %s bytes match no allowed GPA (walk gpa %#llx, %u "
                     "candidates, %s)\n", what, write ? "written" : "read",
                     (unsigned long long)w.gpa, nspans, strict ? "strict" : "stale allowed");
@@ -594,7 +658,9 @@ do_access(struct run *r, uint64_t va, uint32_t access, size_t size, uint64_t val
     check_ram(r, use, use ? nspans : 0, what);
 }
 
-static void
+/* Modes of set_state(): 0/1 IA-32e (LA57 = ctl bit 0), 2 PAE, 3 paging off
+ * (protected), 4 32-bit paging (PSE = ctl bit 0), 5 real mode. */
+static int
 set_state(struct run *r, unsigned ctl, unsigned mode, unsigned root, bool guest_write)
 {
     struct pgm_cpu_state st = { .cr0 = PGM_CR0_PE | PGM_CR0_PG, .cr3 = (uint64_t)root << 12 };
@@ -615,15 +681,22 @@ set_state(struct run *r, unsigned ctl, unsigned mode, unsigned root, bool guest_
     case 2:
         st.cr4 |= PGM_CR4_PAE;
         break;
+    case 4:
+        st.cr4 |= ctl & 1 ? PGM_CR4_PSE : 0;
+        break;
+    case 5:
+        st.cr0 &= ~(PGM_CR0_PG | PGM_CR0_PE);
+        break;
     default:
         st.cr0 &= ~PGM_CR0_PG;
         break;
     }
     int rc = pgm_set_cpu_state(r->vcpu, &st, guest_write ? PGM_STATE_GUEST_WRITE : 0);
     if (rc == PGM_RC_INJECT_GP)
-        return; /* state unchanged */
+        return rc; /* state unchanged */
     if (api_ok(r, rc, "pgm_set_cpu_state") || rc < 0)
         hist_clear(r, false); /* a state load flushes the vCPU's whole TLB */
+    return rc;
 }
 
 static void
@@ -695,10 +768,106 @@ handler_op(struct run *r, unsigned a0, unsigned a1, unsigned a2)
 }
 
 /* Build the base tables from the seed, then apply the records. */
+/* Base tables in 32-bit format: PDs in pages 0-3, page tables in 12-27. */
 static void
-build_image(uint8_t *img, const uint8_t *data, size_t size, bool la57, unsigned sm, bool sm_user)
+build_image32(uint8_t *img, uint32_t seed, unsigned sm32, bool sm_user)
+{
+    const unsigned idxs[4] = { 0, 1, 2, 1023 };
+    for (unsigned page = 0; page < 28; page++) {
+        unsigned l = page < NROOTS ? 2 : page >= 12 ? 1 : 0;
+        if (!l)
+            continue;
+        for (unsigned k = 0; k < 4; k++) {
+            uint64_t h = mix(((uint64_t)seed << 32) ^ (page * 1024 + idxs[k]) ^ 0x3200000000ull);
+            if ((h & 31) == 0)
+                continue;
+            uint32_t e = (uint32_t)E_P;
+            e |= (h >> 4) & 7 ? (uint32_t)E_RW : 0;
+            e |= (h >> 7) & 7 ? (uint32_t)E_US : 0;
+            e |= (h >> 10) & 1 ? (uint32_t)E_A : 0;
+            uint32_t target;
+            if (l == 2 && ((h >> 14) & 7) == 0) {
+                /* a 4 MiB page at GPA 0 (with CR4.PSE), now and then with
+                 * PSE-36 address bits (above RAM) or a reserved bit 21 */
+                e |= (uint32_t)(E_PS | ((h >> 17) & 1 ? E_D : 0) | ((h >> 18) & 3 ? 0 : E_G));
+                if (((h >> 40) & 7) == 0)
+                    e |= (uint32_t)((h >> 43) & 15) << 13;
+                if (((h >> 47) & 15) == 0)
+                    e |= 1u << 21;
+                target = 0;
+            } else if (l == 2) {
+                target = 12 + (uint32_t)((h >> 20) % 16);
+            } else {
+                e |= (uint32_t)(((h >> 17) & 1 ? E_D : 0) | ((h >> 18) & 3 ? 0 : E_G));
+                target = (h >> 20) & 7 ? DATA_FIRST + (uint32_t)((h >> 24) % (RAM_PAGES - DATA_FIRST))
+                                       : (uint32_t)((h >> 24) % RAM_PAGES);
+            }
+            e |= target << 12;
+            memcpy(img + page * 4096 + idxs[k] * 4, &e, 4);
+        }
+    }
+    for (unsigned root = 0; root < NROOTS; root++) {
+        uint32_t e = (root << 12) | (uint32_t)(E_P | E_RW | (sm_user ? E_US : 0));
+        memcpy(img + root * 4096 + sm32 * 4, &e, 4);
+    }
+}
+
+/* Base tables in PAE format: PDPTs in pages 0-3 (4 entries), PDs in 8-11
+ * (each mapping itself at smpae), page tables in 12-27. */
+static void
+build_image_pae(uint8_t *img, uint32_t seed, unsigned smpae, bool sm_user)
+{
+    const unsigned idxs[4] = { 0, 1, 2, 511 };
+    for (unsigned page = 0; page < 28; page++) {
+        unsigned l = page < NROOTS ? 3 : page >= 12 ? 1 : page >= 8 ? 2 : 0;
+        if (!l)
+            continue;
+        for (unsigned k = 0; k < 4; k++) {
+            unsigned idx = l == 3 ? k : idxs[k];
+            uint64_t h = mix(((uint64_t)seed << 32) ^ (page * 1024 + idx) ^ 0xae00000000ull);
+            if ((h & 31) == 0)
+                continue;
+            uint64_t e = E_P, target;
+            if (l == 3) {
+                /* PDPTE: P, PWT/PCD and the address; rarely a reserved bit
+                 * (MOV CR3 then raises #GP) */
+                e |= (h >> 5) & 1 ? 8 : 0;
+                if (((h >> 6) & 31) == 0)
+                    e |= (h >> 11) & 1 ? E_RW : E_XD;
+                target = 8 + (h >> 20) % 4;
+                memcpy(img + page * 4096 + idx * 8, &(uint64_t){ e | target << 12 }, 8);
+                continue;
+            }
+            e |= (h >> 4) & 7 ? E_RW : 0;
+            e |= (h >> 7) & 7 ? E_US : 0;
+            e |= (h >> 10) & 1 ? E_A : 0;
+            e |= (h >> 11) & 7 ? 0 : E_XD;
+            if (l == 2 && ((h >> 14) & 7) == 0) {
+                e |= E_PS | ((h >> 17) & 1 ? E_D : 0) | ((h >> 18) & 3 ? 0 : E_G);
+                target = 0;
+            } else if (l == 2) {
+                target = 12 + (h >> 20) % 16;
+            } else {
+                e |= ((h >> 17) & 1 ? E_D : 0) | ((h >> 18) & 3 ? 0 : E_G);
+                target = (h >> 20) & 7 ? DATA_FIRST + (h >> 24) % (RAM_PAGES - DATA_FIRST)
+                                       : (h >> 24) % RAM_PAGES;
+            }
+            e |= target << 12;
+            memcpy(img + page * 4096 + idx * 8, &e, 8);
+        }
+    }
+    for (unsigned pd = 8; pd < 12; pd++) {
+        uint64_t e = ((uint64_t)pd << 12) | E_P | E_RW | (sm_user ? E_US : 0);
+        memcpy(img + pd * 4096 + smpae * 8, &e, 8);
+    }
+}
+
+static void
+build_image(uint8_t *img, const uint8_t *data, size_t size, unsigned fmt, bool la57,
+            const struct run *r, bool sm_user)
 {
     uint32_t seed = (uint32_t)get(data, size, 7, 4);
+    unsigned sm = r->sm;
     unsigned n = la57 ? 5 : 4;
     /* First page and count of the tables at each level. */
     unsigned first[6], count[6];
@@ -715,7 +884,7 @@ build_image(uint8_t *img, const uint8_t *data, size_t size, bool la57, unsigned 
             memcpy(img + p * 4096 + o, &v, 8);
         }
     const unsigned idxs[4] = { 0, 1, 2, 511 };
-    for (unsigned l = n; l >= 1; l--) {
+    for (unsigned l = n; l >= 1 && fmt >= 4; l--) {
         for (unsigned t = 0; t < count[l]; t++) {
             unsigned page = first[l] + t;
             for (unsigned k = 0; k < 4; k++) {
@@ -745,7 +914,11 @@ build_image(uint8_t *img, const uint8_t *data, size_t size, bool la57, unsigned 
             }
         }
     }
-    for (unsigned root = 0; root < NROOTS; root++) {
+    if (fmt == 2)
+        build_image32(img, seed, r->sm32, sm_user);
+    else if (fmt == 3)
+        build_image_pae(img, seed, r->smpae, sm_user);
+    for (unsigned root = 0; root < NROOTS && fmt >= 4; root++) {
         uint64_t e = ((uint64_t)root << 12) | E_P | E_RW | (sm_user ? E_US : 0);
         memcpy(img + root * 4096 + sm * 8, &e, 8);
     }
@@ -783,6 +956,16 @@ trap0e_run(const uint8_t *data, size_t size, const struct trap0e_opts *opts)
     r->sm = 256 + (unsigned)get(data, size, 6, 1);
     if (r->sm == 511)
         r->sm = 510;
+    r->sm32 = 512 + 2 * (unsigned)get(data, size, 6, 1);        /* 512..1022 */
+    r->smpae = 3 + (unsigned)get(data, size, 6, 1) * 507 / 255; /* 3..510 */
+    /* byte 15: the initial mode (bits 1:0: IA-32e, 32-bit, PAE, paging off;
+     * bit 2 with paging off: real mode), which also picks the format of the
+     * base tables (IA-32e tables with paging off) */
+    unsigned mode0 = (unsigned)get(data, size, 15, 1);
+    const unsigned fmts[4] = { 4, 2, 3, 4 }, modes[4] = { 0, 4, 2, 3 };
+    unsigned fmt = fmts[mode0 & 3], smode = modes[mode0 & 3];
+    if (smode == 3 && (mode0 & 4))
+        smode = 5;
     struct fail_alloc fa = { .fail_at = UINT64_MAX };
     r->fa = &fa;
 
@@ -805,7 +988,7 @@ trap0e_run(const uint8_t *data, size_t size, const struct trap0e_opts *opts)
     }
 
     size_t nrec = get(data, size, 11, 1) % 32;
-    build_image(r->prev, data, size, ctl & 1, r->sm, ctl & 128);
+    build_image(r->prev, data, size, fmt, ctl & 1, r, ctl & 128);
 
     struct pgm_vm *vm = NULL;
     int rc = pgm_vm_create(&cfg, &vm);
@@ -817,6 +1000,8 @@ trap0e_run(const uint8_t *data, size_t size, const struct trap0e_opts *opts)
     r->vm = vm;
     r->vcpu = pgm_vcpu_get(vm, 0);
     rc = pgm_phys_add_ram(vm, 0, RAM_SIZE);
+    if (rc == 0) /* an MMIO page without handler right above RAM: all-ones */
+        rc = pgm_phys_add_mmio(vm, RAM_SIZE, 4096);
     if (rc == 0)
         rc = pgm_phys_write(vm, 0, r->prev, RAM_SIZE);
     if (rc != 0) {
@@ -824,9 +1009,11 @@ trap0e_run(const uint8_t *data, size_t size, const struct trap0e_opts *opts)
             fail("guest RAM setup failed");
         goto out;
     }
-    set_state(r, ctl, 0, 0, false);
+    if (set_state(r, ctl, smode, 0, false) == PGM_RC_INJECT_GP && smode != 2)
+        fail("initial state refused"); /* only PAE (reserved PDPTE bits) may */
     pgm_set_pkru(r->vcpu, pkru);
-    if (!opts->inject_failures && !shadowed(r))
+    if (!opts->inject_failures && smode != 2 && levels(r) != (smode >= 3 && smode != 4 ? 0 :
+                                                            smode == 4 ? 2 : (ctl & 1) ? 5 : 4))
         fail("initial state not loaded");
     after_op(r, "setup");
 
@@ -850,7 +1037,7 @@ trap0e_run(const uint8_t *data, size_t size, const struct trap0e_opts *opts)
                                         PGM_ACCESS_READ };
             uint32_t access = kinds[fl & 3] | (fl & 4 ? PGM_ACCESS_USER : 0) |
                               (a3 & 4 ? PGM_ACCESS_AC : 0);
-            uint64_t va = shadowed(r) ? va_of(r, sel) : (uint32_t)((mix(sel) & ~0xfffull) | ((sel >> 10) & 0xfff));
+            uint64_t va = va_of(r, sel);
             uint64_t value = 0xa500000000000000ull | (counter << 16) | code;
             do_access(r, va, access, (size_t)1 << (a3 & 3), value);
             os_flush(r, a3 >> 4, va);
@@ -862,12 +1049,12 @@ trap0e_run(const uint8_t *data, size_t size, const struct trap0e_opts *opts)
             off += 9;
             if (steer & 1)
                 v = (v & ~E_ADDR) | (((uint64_t)(steer >> 1) % RAM_PAGES) << 12);
-            if (!shadowed(r))
-                break;
             uint64_t target = va_of(r, sel & ~(1u << 22));
             unsigned level = 1 + (fl & 3);
+            if (level > 2 && levels(r) < 4)
+                level = 2; /* 32-bit: 2 levels; PAE: the PDPT is not self-mapped */
             uint64_t eva = entry_va(r, target, level);
-            do_access(r, eva, PGM_ACCESS_WRITE | (fl & 8 ? PGM_ACCESS_USER : 0), 8, v);
+            do_access(r, eva, PGM_ACCESS_WRITE | (fl & 8 ? PGM_ACCESS_USER : 0), esize(r), v);
             os_flush(r, a3 >> 4, target);
             break;
         }
@@ -882,7 +1069,7 @@ trap0e_run(const uint8_t *data, size_t size, const struct trap0e_opts *opts)
                 if (!(a1 & 1) && (st.efer & PGM_EFER_LMA))
                     fail("a valid CR3 load raised #GP");
             } else if (api_ok(r, rc, "pgm_sync_cr3")) {
-                if ((a1 & 1) && shadowed(r))
+                if ((a1 & 1) && ia32e(r))
                     fail("a CR3 with bit 62 set loaded in IA-32e mode");
                 hist_clear(r, true);
             } else {
@@ -903,10 +1090,18 @@ trap0e_run(const uint8_t *data, size_t size, const struct trap0e_opts *opts)
             hist_clear(r, !(a0 & 1));
             after_op(r, "flush_tlb");
             break;
-        case 5:
-            set_state(r, a0, a1 & 3, a2 % NROOTS, a1 & 4);
+        case 5: {
+            /* a1 bits 1:0 mode (IA-32e, IA-32e, PAE, paging off); with
+             * paging off, bit 3: 32-bit paging instead, else bit 4: real mode */
+            unsigned m = a1 & 3;
+            if (m == 3 && (a1 & 8))
+                m = 4;
+            else if (m == 3 && (a1 & 16))
+                m = 5;
+            set_state(r, a0, m, a2 % NROOTS, a1 & 4);
             after_op(r, "set_cpu_state");
             break;
+        }
         case 6:
             pgm_set_pkru(r->vcpu, (uint32_t)get(data, size, off - 4, 4));
             after_op(r, "set_pkru");
@@ -935,11 +1130,12 @@ out:
     if (vm && getenv("TRAP0E_STATS")) {
         struct pgm_stats st;
         pgm_stats(vm, &st);
-        fprintf(stderr, "ops %llu: ok %llu strict %llu stale, pf %llu, gp %llu, unsupported %llu, "
+        fprintf(stderr, "ops %llu (mode %s): ok %llu strict %llu stale, pf %llu, gp %llu, "
                 "errors %llu; syncs %llu zaps %llu finished %llu evictions %llu unshadowed %llu\n",
-                (unsigned long long)tally.ops, (unsigned long long)tally.ok_strict,
+                (unsigned long long)tally.ops, pgm_guest_mode_name(pgm_guest_mode(r->vcpu)),
+                (unsigned long long)tally.ok_strict,
                 (unsigned long long)tally.ok_stale, (unsigned long long)tally.pf,
-                (unsigned long long)tally.gp, (unsigned long long)tally.unsupported,
+                (unsigned long long)tally.gp,
                 (unsigned long long)tally.errors, (unsigned long long)st.shadow_syncs,
                 (unsigned long long)st.shadow_zaps, (unsigned long long)st.shadow_finished,
                 (unsigned long long)st.pool_evictions, (unsigned long long)st.shadow_unshadowed);

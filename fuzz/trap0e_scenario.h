@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The scenario shared by fuzz_trap0e and fuzz_alloc: decode an input into a
- * guest (RAM image with 4- or 5-level tables, control bits, pool size) and a
+ * guest (RAM image with 32-bit, PAE or 4/5-level tables, control bits, pool size) and a
  * sequence of operations, run them through libpgm's shadow engine and the
  * soft backend, and check the laws of DESIGN.md section 2 after every step.
  * Any violation prints a line on stderr and abort()s. The input format and
@@ -18,8 +18,8 @@
 /* How a run treats allocation failures. */
 struct trap0e_opts {
     /*
-     * false (fuzz_trap0e): every API call must succeed (-EOPNOTSUPP for
-     * accesses in unsupported modes is the only accepted error).
+     * false (fuzz_trap0e): every API call must succeed, in every guest
+     * mode (all of them are shadowed).
      * true (fuzz_alloc): the input arms failure injection in the VM's
      * allocator and the soft backend; any negative result is accepted, but
      * never a crash, a leak, -EIO (a shadow entry pointing at no page) or an

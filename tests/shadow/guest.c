@@ -57,21 +57,80 @@ g_rand(struct g_kernel *k)
 
 /* ---- Addresses --------------------------------------------------------- */
 
-static unsigned
-shift_of(unsigned level)
+/* ---- Geometry of the current mode ---- */
+
+static bool
+is64(const struct g_kernel *k)
 {
-    return 12 + 9 * (level - 1);
+    return k->levels >= 4;
 }
 
 static unsigned
-idx_of(uint64_t va, unsigned level)
+shift_lk(const struct g_kernel *k, unsigned level)
 {
-    return (unsigned)((va >> shift_of(level)) & 511);
+    return 12 + (k->levels == 2 ? 10 : 9) * (level - 1);
+}
+
+static unsigned
+idx_lk(const struct g_kernel *k, uint64_t va, unsigned level)
+{
+    return (unsigned)((va >> shift_lk(k, level)) & (k->levels == 2 ? 1023 : 511));
+}
+
+#define shift_of(level) shift_lk(k, (level))
+#define idx_of(va, level) idx_lk(k, (va), (level))
+
+/* Entries in a table of @p level (the PAE PDPT has 4). */
+static unsigned
+nentries(const struct g_kernel *k, unsigned level)
+{
+    if (k->levels == 2)
+        return 1024;
+    return k->levels == 3 && level == 3 ? 4 : 512;
+}
+
+/* Entries of the top-level table that belong to user space. */
+static unsigned
+user_top_entries(const struct g_kernel *k)
+{
+    return k->levels == 2 ? 768 : k->levels == 3 ? 3 : 256;
+}
+
+static bool
+kernel_va(const struct g_kernel *k, uint64_t va)
+{
+    return is64(k) ? (va >> 63) != 0 : (va & 0xffffffffull) >= G32_DMAP;
+}
+
+/* EXEC in the rights of a walk through entries that would carry XD. */
+static uint32_t
+nx_exec(const struct g_kernel *k)
+{
+    return k->levels == 2 ? PGM_RIGHT_EXEC : 0;
+}
+
+/* XD in an entry, where the mode has it. */
+static uint64_t
+g_nx(const struct g_kernel *k)
+{
+    return k->levels >= 3 ? G_NX : 0;
+}
+
+static void
+set_geometry(struct g_kernel *k, unsigned levels)
+{
+    k->levels = levels;
+    k->esize = levels == 2 ? 4 : 8;
+    k->lp_size = levels == 2 ? (4ull << 20) : (2ull << 20);
+    k->lp_frames = (unsigned)(k->lp_size >> 12);
+    k->huge_first = (uint32_t)(levels == 2 ? G_HUGE_FIRST32 : G_HUGE_FIRST);
 }
 
 uint64_t
 g_canon(const struct g_kernel *k, uint64_t va)
 {
+    if (!is64(k))
+        return va & 0xffffffffull;
     unsigned bits = 12 + 9 * k->levels;
     uint64_t mask = (1ull << bits) - 1;
     va &= mask;
@@ -92,18 +151,44 @@ g_va(const struct g_kernel *k, const unsigned *idx, uint64_t off)
 uint64_t
 g_dmap(const struct g_kernel *k, uint64_t gpa)
 {
+    if (!k->paging_on)
+        return gpa; /* paging off: linear = physical */
+    if (!is64(k))
+        return G32_DMAP + gpa;
     return g_canon(k, ((uint64_t)G_SLOT_DMAP << shift_of(k->levels)) + gpa);
 }
 
 uint64_t
 g_ktext(const struct g_kernel *k, unsigned page)
 {
+    if (!is64(k))
+        return G32_KTEXT + (uint64_t)page * 4096;
     return g_canon(k, ((uint64_t)G_SLOT_KTEXT << shift_of(k->levels)) + (uint64_t)page * 4096);
+}
+
+uint64_t
+g_ktext_huge(const struct g_kernel *k)
+{
+    return is64(k) ? g_ktext(k, 512) : G32_KTEXT + k->lp_size;
+}
+
+unsigned
+g_selfmap_levels(const struct g_kernel *k)
+{
+    return k->levels == 3 ? 2 : k->levels;
 }
 
 uint64_t
 g_selfmap_entry_va(const struct g_kernel *k, uint64_t va, unsigned level)
 {
+    if (!is64(k)) {
+        /* the entry of x is at base + (x >> 12) * esize; a level up, the
+         * entry of that address */
+        uint64_t base = k->levels == 2 ? G32_SELF : GPAE_SELF, x = va & 0xffffffffull;
+        for (unsigned l = 0; l < level; l++)
+            x = base + (x >> 12) * k->esize;
+        return x;
+    }
     unsigned n = k->levels, idx[PGM_MAX_LEVELS + 1] = { 0 };
     for (unsigned l = 1; l <= n; l++)
         idx[l] = l > n - level ? G_SLOT_SELF : idx_of(va, l + level);
@@ -114,6 +199,14 @@ uint64_t
 g_user_va(const struct g_kernel *k, unsigned a, unsigned b, unsigned c, unsigned d)
 {
     static const unsigned tops[3] = { 0, 1, 255 };
+    if (k->levels == 2) {
+        /* PD index: one of three regions below 3 GiB, b picks a neighbour */
+        static const unsigned pd[3] = { 1, 100, 600 };
+        return ((uint64_t)(pd[a % 3] + (b & 1) * 32 + c) << 22) | ((uint64_t)(d & 1023) << 12);
+    }
+    if (k->levels == 3)
+        return ((uint64_t)(a % 3) << 30) | ((uint64_t)(((b & 1) * 64 + c) & 511) << 21) |
+               ((uint64_t)(d & 511) << 12);
     unsigned n = k->levels, idx[PGM_MAX_LEVELS + 1] = { 0 };
     idx[n] = tops[a % 3];
     for (unsigned l = 3; l < n; l++)
@@ -156,9 +249,9 @@ g_frame_put(struct g_kernel *k, uint32_t frame)
 }
 
 uint64_t
-g_huge_frame(unsigned chunk)
+g_huge_frame(const struct g_kernel *k, unsigned chunk)
 {
-    return G_HUGE_FIRST + (uint64_t)chunk * 512;
+    return k->huge_first + (uint64_t)chunk * k->lp_frames;
 }
 
 int
@@ -167,8 +260,8 @@ g_huge_alloc(struct g_kernel *k)
     for (unsigned c = 0; c < G_HUGE_CHUNKS; c++) {
         if (!k->huge_used[c]) {
             k->huge_used[c] = true;
-            for (unsigned i = 0; i < 512; i++)
-                k->fkind[g_huge_frame(c) + i] = GF_HUGE;
+            for (unsigned i = 0; i < k->lp_frames; i++)
+                k->fkind[g_huge_frame(k, c) + i] = GF_HUGE;
             return (int)c;
         }
     }
@@ -178,12 +271,12 @@ g_huge_alloc(struct g_kernel *k)
 static void
 huge_free(struct g_kernel *k, uint64_t first_frame)
 {
-    unsigned c = (unsigned)((first_frame - G_HUGE_FIRST) / 512);
+    unsigned c = (unsigned)((first_frame - k->huge_first) / k->lp_frames);
     if (c >= G_HUGE_CHUNKS || !k->huge_used[c])
         g_fail(k, "bad huge free %" PRIx64, first_frame);
     k->huge_used[c] = false;
-    for (unsigned i = 0; i < 512; i++)
-        k->fkind[g_huge_frame(c) + i] = GF_RESERVED;
+    for (unsigned i = 0; i < k->lp_frames; i++)
+        k->fkind[g_huge_frame(k, c) + i] = GF_RESERVED;
 }
 
 /* ---- The checked access ------------------------------------------------ */
@@ -339,15 +432,19 @@ checked_access(struct g_kernel *k, unsigned v, uint64_t va, uint32_t access, voi
      * itself overwrote that entry) */
     for (unsigned l = w.top_level; l >= w.last_level && l >= 1; l--) {
         uint64_t egpa = w.entry_gpa[l];
-        if ((access & PGM_ACCESS_WRITE) && egpa + 8 > w.gpa && egpa < w.gpa + len)
+        if ((access & PGM_ACCESS_WRITE) && egpa + k->esize > w.gpa && egpa < w.gpa + len)
             continue;
+        if (k->levels == 3 && l == 3)
+            continue; /* PAE PDPTEs have no A bit */
         /* a global translation may come from the TLB, cached under another
          * root: the per-root top-level entry then keeps A clear (the levels
-         * below are shared by every root) */
-        if (w.global && (k->cr4[v] & PGM_CR4_PGE) && l == w.top_level)
+         * below are shared by every root; with PAE the kernel PD is per root
+         * too) */
+        if (w.global && (k->cr4[v] & PGM_CR4_PGE) &&
+            (l == w.top_level || (k->levels == 3 && l == 2)))
             continue;
-        uint64_t e;
-        phys_read(k, egpa, &e, 8);
+        uint64_t e = 0;
+        phys_read(k, egpa, &e, k->esize);
         if (!(e & G_A))
             g_fail(k, "vcpu%u %s %#" PRIx64 ": level-%u entry %#" PRIx64 " at %#" PRIx64
                       " has no A after the access",
@@ -376,8 +473,9 @@ g_probe(struct g_kernel *k, unsigned v, uint64_t va, uint32_t access)
              * there, with the A/D bits the translation itself sets */
             phys_read(k, w.gpa, &val, 8);
             for (unsigned l = w.top_level; l >= w.last_level && l >= 1; l--) {
-                if (w.entry_gpa[l] == w.gpa)
-                    val |= G_A | (l == w.last_level ? G_D : 0);
+                uint64_t egpa = w.entry_gpa[l];
+                if (egpa >= w.gpa && egpa < w.gpa + 8 && !(k->levels == 3 && l == 3))
+                    val |= (G_A | (l == w.last_level ? G_D : 0)) << (8 * (egpa - w.gpa));
                 if (l == 1)
                     break;
             }
@@ -452,8 +550,8 @@ root_of(const struct g_kernel *k, int as)
 uint64_t
 g_read_entry(struct g_kernel *k, uint64_t entry_gpa)
 {
-    uint64_t e;
-    phys_read(k, entry_gpa, &e, 8);
+    uint64_t e = 0;
+    phys_read(k, entry_gpa, &e, k->esize);
     return e;
 }
 
@@ -462,12 +560,12 @@ g_entry_gpa(struct g_kernel *k, uint32_t root_frame, uint64_t va, unsigned level
 {
     uint64_t table = (uint64_t)root_frame << 12;
     for (unsigned l = k->levels; l > level; l--) {
-        uint64_t e = g_read_entry(k, table + idx_of(va, l) * 8);
+        uint64_t e = g_read_entry(k, table + idx_of(va, l) * k->esize);
         if (!(e & G_P) || (e & G_PS))
             return 0;
         table = e & G_ADDR;
     }
-    return table + idx_of(va, level) * 8;
+    return table + idx_of(va, level) * k->esize;
 }
 
 void
@@ -476,15 +574,19 @@ g_write_entry(struct g_kernel *k, unsigned v, int as, uint64_t va, unsigned leve
 {
     k->n_table_writes++;
     if (!k->booted || k->plant_phys_write) {
-        phys_write(k, entry_gpa, &val, 8);
+        phys_write(k, entry_gpa, &val, k->esize);
         return;
     }
-    /* the kernel half below the top level is shared by every root */
-    bool via_self = k->use_selfmap && (as == k->cur_as[v] || (as < 0 && level < k->levels)) &&
+    /* the kernel half below the top level is shared by every root (with
+     * 32-bit and PAE paging, only the kernel page tables: the kernel PDEs
+     * are copied into every root); the PAE PDPT is not in the self-map */
+    bool shared = is64(k) ? level < k->levels : level == 1;
+    bool via_self = k->paging_on && k->use_selfmap && level <= g_selfmap_levels(k) &&
+                    (as == k->cur_as[v] || (as < 0 && shared)) &&
                     (k->use_selfmap == 2 || (g_rand(k) & 3) != 0);
     uint64_t gva = via_self ? g_selfmap_entry_va(k, va, level) : g_dmap(k, entry_gpa);
     struct pgm_fault_out out;
-    if (!checked_access(k, v, gva, PGM_ACCESS_WRITE, &val, 8, &out))
+    if (!checked_access(k, v, gva, PGM_ACCESS_WRITE, &val, k->esize, &out))
         g_fail(k, "table write through %s %#" PRIx64 " (entry gpa %#" PRIx64 ") faulted ec %#x",
                via_self ? "the self-map" : "the direct map", gva, entry_gpa, out.error_code);
     uint64_t now = g_read_entry(k, entry_gpa);
@@ -495,11 +597,28 @@ g_write_entry(struct g_kernel *k, unsigned v, int as, uint64_t va, unsigned leve
 }
 
 static uint64_t
-upper_flags(const struct g_kernel *k, uint64_t va)
+upper_flags(const struct g_kernel *k, uint64_t va, unsigned level)
 {
-    (void)k;
-    bool kernel = (va >> 63) != 0;
-    return kernel ? (G_P | G_RW) : (G_P | G_RW | G_US);
+    if (k->levels == 3 && level == 3)
+        return G_P; /* a PDPTE has no rights bits (they are reserved) */
+    return kernel_va(k, va) ? (G_P | G_RW) : (G_P | G_RW | G_US);
+}
+
+static void reload_cr3_of(struct g_kernel *k, int as);
+
+/*
+ * PAE: a new PD under PDPTE @p i of @p as. The kernel PD's self-map entry
+ * 508 + i maps it, and every vCPU running @p as reloads CR3: the CPU reads
+ * PDPTEs only at MOV CR3.
+ */
+static void
+pae_pd_added(struct g_kernel *k, unsigned v, int as, unsigned i, uint32_t pd)
+{
+    uint32_t kpd = as >= 0 ? k->as[as].kpd : k->init_kpd;
+    uint64_t egpa = ((uint64_t)kpd << 12) + (GPAE_SELF_PDE + i) * 8;
+    g_write_entry(k, v, as, GPAE_SELF + ((uint64_t)i << 21), 2, egpa,
+                  ((uint64_t)pd << 12) | G_P | G_RW | G_NX);
+    reload_cr3_of(k, as);
 }
 
 uint64_t
@@ -507,19 +626,21 @@ g_ensure_tables(struct g_kernel *k, unsigned v, int as, uint64_t va, unsigned le
 {
     uint64_t table = (uint64_t)root_of(k, as) << 12;
     for (unsigned l = k->levels; l > leaf_level; l--) {
-        uint64_t egpa = table + idx_of(va, l) * 8;
+        uint64_t egpa = table + idx_of(va, l) * k->esize;
         uint64_t e = g_read_entry(k, egpa);
         if (e & G_PS)
             g_fail(k, "ensure_tables: large page at level %u for %#" PRIx64, l, va);
         if (!(e & G_P)) {
             uint32_t f = g_frame_alloc(k, GF_TABLE);
             zero_table(k, v, f);
-            e = ((uint64_t)f << 12) | upper_flags(k, va);
+            e = ((uint64_t)f << 12) | upper_flags(k, va, l);
             g_write_entry(k, v, as, va, l, egpa, e);
+            if (k->levels == 3 && l == 3)
+                pae_pd_added(k, v, as, idx_of(va, 3), f);
         }
         table = e & G_ADDR;
     }
-    return table + idx_of(va, leaf_level) * 8;
+    return table + idx_of(va, leaf_level) * k->esize;
 }
 
 /* ---- TLB maintenance --------------------------------------------------- */
@@ -600,6 +721,17 @@ cr3_of(const struct g_kernel *k, int as)
     return cr3;
 }
 
+/* MOV CR3 (same value) on every vCPU running @p as: PAE PDPTEs changed. */
+static void
+reload_cr3_of(struct g_kernel *k, int as)
+{
+    if (!k->booted || !k->paging_on)
+        return;
+    for (unsigned u = 0; u < k->nvcpu; u++)
+        if (k->cur_as[u] == as)
+            g_switch(k, u, as);
+}
+
 void
 g_switch(struct g_kernel *k, unsigned v, int as)
 {
@@ -656,7 +788,7 @@ pte_for(struct g_kernel *k, uint64_t frame, uint8_t prot, bool w, bool user)
     if (w)
         e |= G_RW;
     if (!(prot & G_PROT_X))
-        e |= G_NX;
+        e |= g_nx(k);
     /* sometimes the kernel presets A (and D for writable pages), as Linux does */
     uint64_t r = g_rand(k);
     if (!(r & 3))
@@ -666,11 +798,96 @@ pte_for(struct g_kernel *k, uint64_t frame, uint8_t prot, bool w, bool user)
     return e;
 }
 
+/* Frames: all free but the first MiB and the large-page chunks. */
+static void
+reset_frames(struct g_kernel *k)
+{
+    k->nfree = 0;
+    for (uint32_t f = 0; f < G_NFRAMES; f++) {
+        k->fkind[f] = f < G_FIRST_FRAME || f >= k->huge_first ? GF_RESERVED : GF_FREE;
+        k->fref[f] = 0;
+    }
+    for (uint32_t f = k->huge_first; f-- > G_FIRST_FRAME;)
+        k->freelist[k->nfree++] = f; /* lowest frames first */
+    memset(k->huge_used, 0, sizeof(k->huge_used));
+}
+
+/* The boot tables of mode k->levels: kernel half (direct map, self-map,
+ * global kernel text and a global large page). Written with pgm_phys_write
+ * before the vCPUs run, else with guest stores (paging off: linear =
+ * physical). */
+static void
+build_boot_tables(struct g_kernel *k)
+{
+    unsigned n = k->levels;
+    uint64_t nx = g_nx(k);
+    k->init_root = g_frame_alloc(k, GF_TABLE);
+    zero_table(k, 0, k->init_root);
+    uint64_t root = (uint64_t)k->init_root << 12;
+    if (n == 2) {
+        g_write_entry(k, 0, -1, G32_SELF, 2, root + 1023 * 4, root | G_P | G_RW);
+    } else if (n == 3) {
+        k->init_kpd = g_frame_alloc(k, GF_TABLE);
+        zero_table(k, 0, k->init_kpd);
+        uint64_t kpd = (uint64_t)k->init_kpd << 12;
+        g_write_entry(k, 0, -1, G32_DMAP, 3, root + 3 * 8, kpd | G_P);
+        g_write_entry(k, 0, -1, GPAE_SELF + (3ull << 21), 2, kpd + 511 * 8,
+                      kpd | G_P | G_RW | G_NX);
+    } else {
+        g_write_entry(k, 0, -1, g_canon(k, (uint64_t)G_SLOT_SELF << shift_of(n)), n,
+                      root + G_SLOT_SELF * 8, root | G_P | G_RW | G_NX);
+    }
+    /* direct map: large global supervisor pages over all of RAM */
+    for (uint64_t gpa = 0; gpa < G_RAM_SIZE; gpa += k->lp_size) {
+        uint64_t va = (is64(k) ? g_canon(k, (uint64_t)G_SLOT_DMAP << shift_of(n)) + gpa : G32_DMAP + gpa);
+        uint64_t egpa = g_ensure_tables(k, 0, -1, va, 2);
+        g_write_entry(k, 0, -1, va, 2, egpa, gpa | G_P | G_RW | G_PS | G_G | nx);
+    }
+    /* kernel text (RX) and data (RW, NX), global 4 KiB pages */
+    for (unsigned i = 0; i < G_KTEXT_PAGES; i++) {
+        k->ktext_frame[i] = g_frame_alloc(k, GF_DATA);
+        g_fill_frame(k, 0, k->ktext_frame[i], 0x6b000 + i);
+        uint64_t egpa = g_ensure_tables(k, 0, -1, g_ktext(k, i), 1);
+        uint64_t e = ((uint64_t)k->ktext_frame[i] << 12) | G_P | G_G;
+        if (i >= G_KTEXT_PAGES / 2)
+            e |= G_RW | nx;
+        g_write_entry(k, 0, -1, g_ktext(k, i), 1, egpa, e);
+    }
+    /* a global large kernel page right after */
+    int c = g_huge_alloc(k);
+    k->ktext_huge_frame = g_huge_frame(k, (unsigned)c);
+    for (unsigned i = 0; i < k->lp_frames; i++)
+        g_fill_frame(k, 0, (uint32_t)(k->ktext_huge_frame + i), 0x6c000 + i);
+    {
+        uint64_t va = g_ktext_huge(k);
+        uint64_t egpa = g_ensure_tables(k, 0, -1, va, 2);
+        uint64_t e = (k->ktext_huge_frame << 12) | G_P | G_RW | G_PS | G_G | nx;
+        g_write_entry(k, 0, -1, va, 2, egpa, e);
+    }
+}
+
+static uint64_t
+mode_efer(const struct g_kernel *k)
+{
+    return k->levels >= 4 ? PGM_EFER_LME | PGM_EFER_NXE : k->levels == 3 ? PGM_EFER_NXE : 0;
+}
+
+static uint64_t
+mode_cr4(const struct g_kernel *k)
+{
+    switch (k->levels) {
+    case 0: return 0;
+    case 2: return PGM_CR4_PSE | PGM_CR4_PGE;
+    case 3: return PGM_CR4_PAE | PGM_CR4_PGE;
+    default: return PGM_CR4_PAE | PGM_CR4_PGE | (k->levels == 5 ? PGM_CR4_LA57 : 0);
+    }
+}
+
 void
 g_init(struct g_kernel *k, unsigned levels, unsigned nvcpu, uint64_t seed)
 {
     memset(k, 0, sizeof(*k));
-    k->levels = levels;
+    set_geometry(k, levels);
     k->nvcpu = nvcpu;
     k->rng = seed ? seed : 1;
     k->use_selfmap = 1;
@@ -698,60 +915,89 @@ g_init(struct g_kernel *k, unsigned levels, unsigned nvcpu, uint64_t seed)
         k->vcpu[v] = pgm_vcpu_get(k->vm, v);
         k->cur_as[v] = -1;
     }
-    /* frames */
-    for (uint32_t f = 0; f < G_NFRAMES; f++)
-        k->fkind[f] = f < G_FIRST_FRAME || f >= G_HUGE_FIRST ? GF_RESERVED : GF_FREE;
-    for (uint32_t f = (uint32_t)G_HUGE_FIRST; f-- > G_FIRST_FRAME;)
-        k->freelist[k->nfree++] = f; /* lowest frames first */
+    reset_frames(k);
     for (unsigned a = 0; a < G_MAX_AS; a++)
         k->as[a].pcid = (uint16_t)(a + 1);
-
-    /* boot tables */
-    k->init_root = g_frame_alloc(k, GF_TABLE);
-    uint64_t root = (uint64_t)k->init_root << 12;
-    uint64_t self = root | G_P | G_RW | G_NX;
-    phys_write(k, root + G_SLOT_SELF * 8, &self, 8);
-    /* direct map: 2 MiB global supervisor pages over all of RAM */
-    for (uint64_t gpa = 0; gpa < G_RAM_SIZE; gpa += 2ull << 20) {
-        uint64_t va = g_dmap(k, gpa);
-        uint64_t egpa = g_ensure_tables(k, 0, -1, va, 2);
-        uint64_t e = gpa | G_P | G_RW | G_PS | G_G | G_NX;
-        phys_write(k, egpa, &e, 8);
-    }
-    /* kernel text (RX) and data (RW, NX), global 4 KiB pages */
-    for (unsigned i = 0; i < G_KTEXT_PAGES; i++) {
-        k->ktext_frame[i] = g_frame_alloc(k, GF_DATA);
-        g_fill_frame(k, 0, k->ktext_frame[i], 0x6b000 + i);
-        uint64_t egpa = g_ensure_tables(k, 0, -1, g_ktext(k, i), 1);
-        uint64_t e = ((uint64_t)k->ktext_frame[i] << 12) | G_P | G_G;
-        if (i >= G_KTEXT_PAGES / 2)
-            e |= G_RW | G_NX;
-        phys_write(k, egpa, &e, 8);
-    }
-    /* a global 2 MiB kernel page right after */
-    int c = g_huge_alloc(k);
-    k->ktext_huge_frame = g_huge_frame((unsigned)c);
-    for (unsigned i = 0; i < 512; i++)
-        g_fill_frame(k, 0, (uint32_t)(k->ktext_huge_frame + i), 0x6c000 + i);
-    {
-        uint64_t va = g_ktext(k, 512);
-        uint64_t egpa = g_ensure_tables(k, 0, -1, va, 2);
-        uint64_t e = (k->ktext_huge_frame << 12) | G_P | G_RW | G_PS | G_G | G_NX;
-        phys_write(k, egpa, &e, 8);
-    }
-    k->efer = PGM_EFER_LME | PGM_EFER_NXE;
+    if (levels)
+        build_boot_tables(k);
+    k->efer = mode_efer(k);
 }
 
 void
 g_boot_cpu(struct g_kernel *k, unsigned v, uint64_t extra_cr4)
 {
-    k->cr0[v] = PGM_CR0_PE | PGM_CR0_PG | PGM_CR0_WP;
-    k->cr4[v] = PGM_CR4_PAE | PGM_CR4_PGE | (k->levels == 5 ? PGM_CR4_LA57 : 0) | extra_cr4;
+    k->cr0[v] = PGM_CR0_PE | (k->levels ? PGM_CR0_PG | PGM_CR0_WP : 0);
+    k->cr4[v] = mode_cr4(k) | extra_cr4;
     if (extra_cr4 & PGM_CR4_PCIDE)
         k->pcid_mode = true;
     k->cur_as[v] = -1;
     load_state(k, v, 0);
     k->booted = true;
+    k->paging_on = k->levels != 0;
+}
+
+/* Forget every process, swap slot and frame (a reboot of the kernel). */
+static void
+reset_model(struct g_kernel *k)
+{
+    for (unsigned a = 0; a < G_MAX_AS; a++) {
+        k->as[a].live = false;
+        k->as[a].npages = 0;
+        for (unsigned v = 0; v < k->nvcpu; v++)
+            k->pcid_dirty[v][a] = true;
+    }
+    for (unsigned i = 0; i < G_MAX_SWAP; i++) {
+        free(k->swap[i]);
+        k->swap[i] = NULL;
+    }
+    for (unsigned v = 0; v < k->nvcpu; v++)
+        k->cur_as[v] = -1;
+    k->init_root = k->init_kpd = 0;
+    reset_frames(k);
+}
+
+void
+g_switch_mode(struct g_kernel *k, unsigned levels, uint64_t extra_cr4)
+{
+    /* leave the current mode, as the CPU requires: PCIDE off while in
+     * IA-32e mode, then CR0.PG off, then EFER.LME off, then CR4 */
+    /* (EFER is one value for all vCPUs in the model: each phase runs on
+     * every vCPU before the next) */
+    for (unsigned v = 0; v < k->nvcpu; v++) {
+        if (k->cr4[v] & PGM_CR4_PCIDE) {
+            k->cur_as[v] = -1; /* CR3[11:0] = 0 first */
+            load_state(k, v, PGM_STATE_GUEST_WRITE);
+            g_set_cr4(k, v, k->cr4[v] & ~PGM_CR4_PCIDE);
+        }
+    }
+    for (unsigned v = 0; v < k->nvcpu; v++)
+        if (k->cr0[v] & PGM_CR0_PG)
+            g_set_cr0(k, v, k->cr0[v] & ~PGM_CR0_PG);
+    k->efer = 0;
+    for (unsigned v = 0; v < k->nvcpu; v++)
+        load_state(k, v, PGM_STATE_GUEST_WRITE);
+    for (unsigned v = 0; v < k->nvcpu; v++)
+        g_set_cr4(k, v, 0);
+    k->pcid_mode = false;
+    k->paging_on = false;
+    set_geometry(k, levels);
+    reset_model(k);
+    if (!levels)
+        return;
+    /* boot tables written with paging off, then paging on */
+    build_boot_tables(k);
+    k->efer = mode_efer(k);
+    for (unsigned v = 0; v < k->nvcpu; v++) {
+        load_state(k, v, PGM_STATE_GUEST_WRITE); /* WRMSR EFER (LME, NXE) */
+        g_set_cr4(k, v, (mode_cr4(k) | extra_cr4) & ~PGM_CR4_PCIDE);
+        load_state(k, v, PGM_STATE_GUEST_WRITE); /* MOV CR3 */
+        g_set_cr0(k, v, k->cr0[v] | PGM_CR0_PG | PGM_CR0_WP);
+        if (extra_cr4 & PGM_CR4_PCIDE) {
+            g_set_cr4(k, v, k->cr4[v] | PGM_CR4_PCIDE);
+            k->pcid_mode = true;
+        }
+    }
+    k->paging_on = true;
 }
 
 void
@@ -803,6 +1049,38 @@ g_as_create(struct g_kernel *k, unsigned v)
     as->npages = 0;
     as->live = true;
     as->root = g_frame_alloc(k, GF_TABLE);
+    if (!is64(k)) {
+        /* 32-bit: a PD with the boot PD's kernel entries and its own self-map
+         * entry; PAE: a PDPT whose entry 3 is a copy of the boot kernel PD
+         * with its own self-map entries (user PDs come when first needed) */
+        uint32_t pd = as->root;
+        uint32_t src = k->levels == 2 ? k->init_root : k->init_kpd;
+        if (k->levels == 3) {
+            as->kpd = pd = g_frame_alloc(k, GF_TABLE);
+            uint64_t pdpt[512] = { 0 };
+            pdpt[3] = ((uint64_t)pd << 12) | G_P;
+            g_kwrite(k, v, (uint64_t)as->root << 12, pdpt, 4096);
+        }
+        uint8_t t[4096];
+        g_kread(k, v, (uint64_t)src << 12, t, 4096);
+        if (k->levels == 2) {
+            uint32_t *e = (uint32_t *)t;
+            for (unsigned i = 0; i < 1024; i++)
+                e[i] = i < 768 ? 0 : e[i] & ~(uint32_t)(G_A | G_D);
+            e[1023] = (uint32_t)(pd << 12) | (uint32_t)(G_P | G_RW);
+        } else {
+            uint64_t *e = (uint64_t *)t;
+            for (unsigned i = 0; i < 512; i++)
+                e[i] &= ~(G_A | G_D);
+            for (unsigned i = 0; i < 3; i++)
+                e[GPAE_SELF_PDE + i] = 0;
+            e[511] = ((uint64_t)pd << 12) | G_P | G_RW | G_NX;
+        }
+        g_kwrite(k, v, (uint64_t)pd << 12, t, 4096);
+        for (unsigned i = 0; i < k->nvcpu; i++)
+            k->pcid_dirty[i][a] = true;
+        return a;
+    }
     /* the kernel copies the kernel half of the boot root, then its self-map */
     uint64_t top[512];
     g_kread(k, v, (uint64_t)k->init_root << 12, top, 4096);
@@ -817,12 +1095,24 @@ g_as_create(struct g_kernel *k, unsigned v)
     return a;
 }
 
+/* A table's entries, widened to 64 bits. */
+static void
+read_table(struct g_kernel *k, uint64_t table, uint64_t *t)
+{
+    uint8_t raw[4096];
+    phys_read(k, table, raw, 4096);
+    for (unsigned i = 0; i < 4096 / k->esize; i++) {
+        t[i] = 0;
+        memcpy(&t[i], raw + i * k->esize, k->esize);
+    }
+}
+
 static void
 free_user_tables(struct g_kernel *k, uint64_t table, unsigned level)
 {
-    uint64_t t[512];
-    phys_read(k, table, t, 4096);
-    unsigned n = level == k->levels ? 256 : 512;
+    uint64_t t[1024];
+    read_table(k, table, t);
+    unsigned n = level == k->levels ? user_top_entries(k) : nentries(k, level);
     for (unsigned i = 0; i < n; i++) {
         if (!(t[i] & G_P) || (t[i] & G_PS) || level == 1)
             continue;
@@ -867,6 +1157,8 @@ g_as_destroy(struct g_kernel *k, unsigned v, int a)
     as->npages = 0;
     free_user_tables(k, (uint64_t)as->root << 12, k->levels);
     g_frame_put(k, as->root);
+    if (k->levels == 3)
+        g_frame_put(k, as->kpd);
     as->live = false;
     for (unsigned i = 0; i < k->nvcpu; i++)
         k->pcid_dirty[i][a] = true;
@@ -878,7 +1170,7 @@ g_find(struct g_kernel *k, int a, uint64_t va)
     struct g_as *as = &k->as[a];
     for (unsigned i = 0; i < as->npages; i++) {
         struct g_page *p = &as->pages[i];
-        uint64_t size = p->large ? (2ull << 20) : 4096;
+        uint64_t size = p->large ? k->lp_size : 4096;
         if (va >= p->va && va < p->va + size)
             return p;
     }
@@ -1003,9 +1295,9 @@ g_mmap_large(struct g_kernel *k, unsigned v, int a, uint64_t va, uint8_t prot)
     p->large = true;
     p->prot = prot;
     p->state = GP_PRESENT;
-    p->frame = (uint32_t)g_huge_frame((unsigned)c);
+    p->frame = (uint32_t)g_huge_frame(k, (unsigned)c);
     p->pte_w = (prot & G_PROT_W) != 0;
-    for (unsigned i = 0; i < 512; i++)
+    for (unsigned i = 0; i < k->lp_frames; i++)
         g_fill_frame(k, v, p->frame + i, g_rand(k));
     uint64_t egpa = g_ensure_tables(k, v, a, va, 2);
     uint64_t e = pte_for(k, p->frame, prot, p->pte_w, true) | G_PS;
@@ -1047,11 +1339,12 @@ g_mprotect(struct g_kernel *k, unsigned v, int a, struct g_page *p, uint8_t prot
     if (p->large && p->split) {
         /* rewrite the whole page table in one store (rep movs) */
         uint64_t pde = g_read_entry(k, g_entry_gpa(k, as->root, p->va, 2));
-        uint64_t pt[512];
+        uint8_t pt[4096];
         p->pte_w = (prot & G_PROT_W) != 0;
-        for (unsigned i = 0; i < 512; i++) {
+        for (unsigned i = 0; i < k->lp_frames; i++) {
             bool w = p->pte_w && !(p->split_ro[i / 64] >> (i % 64) & 1);
-            pt[i] = pte_for(k, p->frame + i, prot, w, true);
+            uint64_t e = pte_for(k, p->frame + i, prot, w, true);
+            memcpy(pt + i * k->esize, &e, k->esize);
         }
         g_kwrite(k, v, pde & G_ADDR, pt, 4096);
         g_shootdown_as(k, a);
@@ -1062,7 +1355,7 @@ g_mprotect(struct g_kernel *k, unsigned v, int a, struct g_page *p, uint8_t prot
     uint64_t e = g_read_entry(k, egpa);
     bool w = (prot & G_PROT_W) && (p->large || k->fref[p->frame] == 1);
     p->pte_w = w;
-    e = (e & ~(G_RW | G_NX)) | (w ? G_RW : 0) | ((prot & G_PROT_X) ? 0 : G_NX);
+    e = (e & ~(G_RW | G_NX)) | (w ? G_RW : 0) | ((prot & G_PROT_X) ? 0 : g_nx(k));
     g_write_entry(k, v, a, p->va, level, egpa, e);
     if (p->large)
         shootdown_pde(k, a, p->va);
@@ -1122,12 +1415,14 @@ g_split_large(struct g_kernel *k, unsigned v, int a, struct g_page *p)
     if (!p->large || p->split)
         return;
     uint32_t pt = g_frame_alloc(k, GF_TABLE);
-    uint64_t t[512];
-    for (unsigned i = 0; i < 512; i++)
-        t[i] = pte_for(k, p->frame + i, p->prot, p->pte_w, true);
+    uint8_t t[4096];
+    for (unsigned i = 0; i < k->lp_frames; i++) {
+        uint64_t e = pte_for(k, p->frame + i, p->prot, p->pte_w, true);
+        memcpy(t + i * k->esize, &e, k->esize);
+    }
     g_kwrite(k, v, (uint64_t)pt << 12, t, 4096);
     uint64_t egpa = g_entry_gpa(k, k->as[a].root, p->va, 2);
-    g_write_entry(k, v, a, p->va, 2, egpa, ((uint64_t)pt << 12) | upper_flags(k, p->va));
+    g_write_entry(k, v, a, p->va, 2, egpa, ((uint64_t)pt << 12) | upper_flags(k, p->va, 2));
     g_shootdown_as(k, a); /* the page size changed: INVLPG of one page is not enough */
     p->split = true;
     memset(p->split_ro, 0, sizeof(p->split_ro));
@@ -1141,7 +1436,7 @@ g_merge_large(struct g_kernel *k, unsigned v, int a, struct g_page *p)
     uint64_t egpa = g_entry_gpa(k, k->as[a].root, p->va, 2);
     uint64_t pde = g_read_entry(k, egpa);
     bool w = p->pte_w;
-    for (unsigned i = 0; i < 8; i++)
+    for (unsigned i = 0; i < 16; i++)
         if (p->split_ro[i])
             w = false;
     p->pte_w = w;
@@ -1169,9 +1464,9 @@ bool
 g_free_empty_pt(struct g_kernel *k, unsigned v, int a, uint64_t va)
 {
     struct g_as *as = &k->as[a];
-    uint64_t base = va & ~((2ull << 20) - 1);
+    uint64_t base = va & ~(k->lp_size - 1);
     for (unsigned i = 0; i < as->npages; i++)
-        if (as->pages[i].va >= base && as->pages[i].va < base + (2ull << 20))
+        if (as->pages[i].va >= base && as->pages[i].va < base + k->lp_size)
             return false;
     uint64_t egpa = g_entry_gpa(k, as->root, base, 2);
     if (!egpa)
@@ -1291,10 +1586,10 @@ expect_walk(struct g_kernel *k, unsigned v, uint64_t va, bool present, uint64_t 
 }
 
 static uint32_t
-rights_of(uint8_t prot, bool w, bool user)
+rights_of(const struct g_kernel *k, uint8_t prot, bool w, bool user)
 {
     return (w ? PGM_RIGHT_WRITE : 0) | (user ? PGM_RIGHT_USER : 0) |
-           ((prot & G_PROT_X) ? PGM_RIGHT_EXEC : 0);
+           ((prot & G_PROT_X) ? PGM_RIGHT_EXEC : nx_exec(k));
 }
 
 /* Model vs walk for one page of the current address space; returns a probe address. */
@@ -1305,14 +1600,14 @@ check_page_model(struct g_kernel *k, unsigned v, struct g_page *p)
     if (!p->large) {
         uint64_t gpa = ((uint64_t)p->frame << 12) + off;
         expect_walk(k, v, p->va + off, p->state == GP_PRESENT, gpa,
-                    rights_of(p->prot, p->pte_w, true), "user page");
+                    rights_of(k, p->prot, p->pte_w, true), "user page");
         return p->va + off;
     }
-    unsigned sub = (unsigned)(g_rand(k) % 512);
+    unsigned sub = (unsigned)(g_rand(k) % k->lp_frames);
     uint64_t va = p->va + (uint64_t)sub * 4096 + off;
     bool w = p->pte_w && !(p->split && (p->split_ro[sub / 64] >> (sub % 64) & 1));
     expect_walk(k, v, va, true, ((uint64_t)p->frame << 12) + (uint64_t)sub * 4096 + off,
-                rights_of(p->prot, w, true), "large page");
+                rights_of(k, p->prot, w, true), "large page");
     return va;
 }
 
@@ -1328,37 +1623,68 @@ probe_all_kinds(struct g_kernel *k, unsigned v, uint64_t va, bool full)
     }
 }
 
+/* GPA of the self-map entry of the tables @p a runs on. */
+static uint64_t
+self_entry_gpa(const struct g_kernel *k, int a)
+{
+    switch (k->levels) {
+    case 2: return ((uint64_t)root_of(k, a) << 12) + 1023 * 4;
+    case 3: return ((uint64_t)(a >= 0 ? k->as[a].kpd : k->init_kpd) << 12) + 511 * 8;
+    default: return ((uint64_t)root_of(k, a) << 12) + 8 * G_SLOT_SELF;
+    }
+}
+
+/* Paging off: linear = physical for every access kind, over RAM (tables,
+ * data and free frames) and unassigned space. */
+static void
+check_paging_off(struct g_kernel *k, unsigned v, unsigned full)
+{
+    for (unsigned i = 0; i < (full ? 8u : 3u); i++) {
+        uint64_t gpa = (G_FIRST_FRAME + g_rand(k) % (G_NFRAMES - G_FIRST_FRAME)) * 4096 +
+                       (g_rand(k) & 0xff8);
+        expect_walk(k, v, gpa, true, gpa, PGM_RIGHT_WRITE | PGM_RIGHT_USER | PGM_RIGHT_EXEC,
+                    "paging off");
+        probe_all_kinds(k, v, gpa, full);
+    }
+}
+
 void
 g_check(struct g_kernel *k, unsigned full)
 {
     for (unsigned v = 0; v < k->nvcpu; v++) {
         int a = k->cur_as[v];
+        if (!k->paging_on) {
+            check_paging_off(k, v, full);
+            continue;
+        }
         /* kernel pages: model vs walk, and probes */
         for (unsigned i = 0; i < G_KTEXT_PAGES; i++) {
             bool rw = i >= G_KTEXT_PAGES / 2;
             uint64_t va = g_ktext(k, i) + 8 * (i + 1);
             expect_walk(k, v, va, true, ((uint64_t)k->ktext_frame[i] << 12) + 8 * (i + 1),
-                        rw ? PGM_RIGHT_WRITE : PGM_RIGHT_EXEC, "kernel text");
+                        rw ? PGM_RIGHT_WRITE | nx_exec(k) : PGM_RIGHT_EXEC, "kernel text");
             if (full || (g_rand(k) & 7) == 0)
                 probe_all_kinds(k, v, va, full);
         }
         {
-            uint64_t off = (g_rand(k) % 512) * 4096 + 64;
-            uint64_t va = g_ktext(k, 512) + off;
-            expect_walk(k, v, va, true, (k->ktext_huge_frame << 12) + off, PGM_RIGHT_WRITE,
-                        "kernel 2M page");
+            uint64_t off = (g_rand(k) % k->lp_frames) * 4096 + 64;
+            uint64_t va = g_ktext_huge(k) + off;
+            expect_walk(k, v, va, true, (k->ktext_huge_frame << 12) + off,
+                        PGM_RIGHT_WRITE | nx_exec(k), "kernel large page");
             probe_all_kinds(k, v, va, full);
         }
         /* the direct map: random frames (tables and data) */
         for (unsigned i = 0; i < (full ? 6u : 2u); i++) {
             uint64_t gpa = (G_FIRST_FRAME + g_rand(k) % (G_NFRAMES - G_FIRST_FRAME)) * 4096 +
                            (g_rand(k) & 0xff8);
-            expect_walk(k, v, g_dmap(k, gpa), true, gpa, PGM_RIGHT_WRITE, "direct map");
+            expect_walk(k, v, g_dmap(k, gpa), true, gpa, PGM_RIGHT_WRITE | nx_exec(k),
+                        "direct map");
             probe_all_kinds(k, v, g_dmap(k, gpa), full);
         }
         /* the root through the direct map and through the self-map */
-        probe_all_kinds(k, v, g_dmap(k, ((uint64_t)root_of(k, a) << 12) + 8 * G_SLOT_SELF),
-                        full);
+        probe_all_kinds(k, v, g_dmap(k, self_entry_gpa(k, a)), full);
+        if (k->levels == 3) /* the PDPT (latched: a write there changes nothing yet) */
+            probe_all_kinds(k, v, g_dmap(k, (uint64_t)root_of(k, a) << 12), full);
         /* a non-canonical address (4-level) / a far one (5-level) */
         probe_all_kinds(k, v, 0x0080000000000000ull | 0x1000, false);
         if (a < 0)
@@ -1373,10 +1699,11 @@ g_check(struct g_kernel *k, unsigned full)
             if (probe && p->state == GP_PRESENT) {
                 /* the tables above it, seen through the self-map */
                 unsigned l = p->large ? 2 : 1;
-                l += (unsigned)(g_rand(k) % (k->levels - l + 1));
+                l += (unsigned)(g_rand(k) % (g_selfmap_levels(k) - l + 1));
                 uint64_t sva = g_selfmap_entry_va(k, p->va, l);
                 uint64_t egpa = g_entry_gpa(k, as->root, p->va, l);
-                expect_walk(k, v, sva, true, egpa, PGM_RIGHT_WRITE, "self-map");
+                expect_walk(k, v, sva, true, egpa, PGM_RIGHT_WRITE | nx_exec(k),
+                            "self-map");
                 probe_all_kinds(k, v, sva, full);
                 /* and the data frame through the direct map */
                 probe_all_kinds(k, v, g_dmap(k, (uint64_t)p->frame << 12) + 16, false);

@@ -44,13 +44,27 @@
 #define G_NFRAMES      (G_RAM_SIZE >> 12)
 #define G_FIRST_FRAME  256u                   /* frames below 1 MiB are not used */
 #define G_HUGE_FIRST   ((24ull << 20) >> 12)  /* 2 MiB chunks for large pages: 24..32 MiB */
+#define G_HUGE_FIRST32 ((16ull << 20) >> 12)  /* 32-bit: 4 MiB chunks, 16..32 MiB */
 #define G_HUGE_CHUNKS  4u
 #define G_MAX_VCPUS    4u
 #define G_MAX_AS       10u
 #define G_MAX_PAGES    160u                   /* model pages per address space */
 #define G_MAX_SWAP     256u
 
-/* Kernel layout: top-level (PML4 or PML5) slots of the kernel half. */
+/* Guest paging modes of the model: k->levels is 0 (paging off: real or
+ * protected mode, linear = guest-physical), 2 (32-bit paging: 4-byte
+ * entries, 1024-entry tables, 4 MiB pages with CR4.PSE, no XD), 3 (PAE: a
+ * 4-entry PDPT latched at MOV CR3, 2 MiB pages, XD with EFER.NXE), 4 or 5
+ * (IA-32e). */
+
+/* 32-bit and PAE kernel layout (3 GiB / 1 GiB split). */
+#define G32_DMAP      0xc0000000ull  /* direct map of all guest RAM (4 MiB / 2 MiB pages) */
+#define G32_KTEXT     0xf0000000ull  /* global kernel text / data, then the large kernel page */
+#define G32_SELF      0xffc00000ull  /* 32-bit: PDE 1023 maps the PD itself */
+#define GPAE_SELF     0xff800000ull  /* PAE: kernel PD entries 508..511 map the 4 PDs */
+#define GPAE_SELF_PDE 508u
+
+/* IA-32e kernel layout: top-level (PML4 or PML5) slots of the kernel half. */
 #define G_SLOT_DMAP    273u  /* direct map of all guest RAM with 2 MiB pages */
 #define G_SLOT_SELF    493u  /* recursive entry: each root maps itself here */
 #define G_SLOT_KTEXT   511u  /* global kernel text / data */
@@ -77,14 +91,15 @@ struct g_page {
     uint8_t state;
     uint8_t prot;          /* G_PROT_*: what the program asked for */
     bool pte_w;            /* the RW bit the kernel wrote (false while COW) */
-    bool large;            /* a 2 MiB page (PDE leaf) */
-    bool split;            /* large: mapped by a 4 KiB page table (512 PTEs) */
-    uint64_t split_ro[8];  /* split: sub-pages mprotect'ed read-only */
+    bool large;            /* a 2 MiB / 4 MiB page (PDE leaf) */
+    bool split;            /* large: mapped by a 4 KiB page table (512 / 1024 PTEs) */
+    uint64_t split_ro[16]; /* split: sub-pages mprotect'ed read-only */
 };
 
 struct g_as {
     bool live;
-    uint32_t root;         /* frame of the PML4 / PML5 */
+    uint32_t root;         /* frame of the PML4 / PML5 / 32-bit PD / PAE PDPT */
+    uint32_t kpd;          /* PAE: this address space's kernel PD (PDPTE 3) */
     uint16_t pcid;
     unsigned npages;
     struct g_page pages[G_MAX_PAGES];
@@ -95,7 +110,12 @@ struct g_kernel {
     struct pgm_vm *vm;
     unsigned nvcpu;
     struct pgm_vcpu *vcpu[G_MAX_VCPUS];
-    unsigned levels;       /* 4 or 5 */
+    unsigned levels;       /* 0 (paging off), 2 (32-bit), 3 (PAE), 4 or 5 */
+    unsigned esize;        /* bytes per paging-structure entry: 4 or 8 */
+    uint64_t lp_size;      /* large page: 4 MiB (32-bit) or 2 MiB */
+    unsigned lp_frames;    /* 4 KiB frames in a large page */
+    uint32_t huge_first;   /* first frame of the large-page chunks */
+    bool paging_on;        /* CR0.PG is set on the vCPUs (else linear = physical) */
     bool booted;           /* the vCPUs run: table edits are guest writes */
     int use_selfmap;       /* table edits of the current address space through the
                               self-map: 0 never, 1 mostly (default), 2 always */
@@ -122,6 +142,7 @@ struct g_kernel {
 
     /* tables */
     uint32_t init_root;                 /* boot tables; template of the kernel half */
+    uint32_t init_kpd;                  /* PAE: the boot tables' kernel PD */
     uint32_t ktext_frame[G_KTEXT_PAGES];
     uint64_t ktext_huge_frame;          /* a global 2 MiB kernel page, first frame */
     struct g_as as[G_MAX_AS];
@@ -146,15 +167,27 @@ void g_fail(struct g_kernel *k, const char *fmt, ...)
 /*
  * Create a soft backend, a SHADOW_AMD64 VM with @p nvcpu vCPUs and G_RAM_SIZE
  * of RAM, and the boot tables (kernel half: direct map, self-map, global
- * kernel text). @p levels is 4 or 5. Nothing runs yet.
+ * kernel text). @p levels is 0 (no tables: paging off), 2 (32-bit), 3 (PAE),
+ * 4 or 5. Nothing runs yet.
  */
 void g_init(struct g_kernel *k, unsigned levels, unsigned nvcpu, uint64_t seed);
+/*
+ * Change the paging mode of every vCPU as an OS (re)boot does: leave the
+ * current mode with the architectural sequence of guest MOVs (CR4.PCIDE
+ * off, CR0.PG off, EFER.LME off, CR4 cleared), forget every process, build
+ * the boot tables of mode @p levels (0, 2..5) with guest stores made with
+ * paging off (linear = physical), then enable paging (CR4, EFER, CR3,
+ * CR0.PG). Every MOV goes through pgm_set_cpu_state(PGM_STATE_GUEST_WRITE).
+ */
+void g_switch_mode(struct g_kernel *k, unsigned levels, uint64_t extra_cr4);
 /* Destroy everything. */
 void g_fini(struct g_kernel *k);
 /*
  * Start vCPU @p v on the boot tables: CR0.PG|PE|WP, CR4.PAE|PGE (|LA57),
- * EFER.LME|NXE, plus @p extra_cr4 (SMEP, SMAP, PCIDE). After the first call
- * the kernel edits tables only through guest writes.
+ * EFER.LME|NXE (IA-32e); CR0.PG|PE|WP, CR4.PSE|PGE (32-bit); CR0.PG|PE|WP,
+ * CR4.PAE|PGE, EFER.NXE (PAE); CR0.PE (paging off); plus @p extra_cr4
+ * (SMEP, SMAP, PCIDE). After the first call the kernel edits tables only
+ * through guest writes.
  */
 void g_boot_cpu(struct g_kernel *k, unsigned v, uint64_t extra_cr4);
 
@@ -169,6 +202,10 @@ uint64_t g_canon(const struct g_kernel *k, uint64_t va);
 uint64_t g_va(const struct g_kernel *k, const unsigned *idx, uint64_t off);
 uint64_t g_dmap(const struct g_kernel *k, uint64_t gpa);
 uint64_t g_ktext(const struct g_kernel *k, unsigned page);
+/* The global large kernel page (2 MiB, or 4 MiB with 32-bit paging). */
+uint64_t g_ktext_huge(const struct g_kernel *k);
+/* Highest level whose entries the self-map reaches (PAE: 2, the PDPT is not in it). */
+unsigned g_selfmap_levels(const struct g_kernel *k);
 /* Address, through the self-map, of the level-@p level entry that maps @p va. */
 uint64_t g_selfmap_entry_va(const struct g_kernel *k, uint64_t va, unsigned level);
 /* A user address: the kernel's small grid of slots (shared tables, reuse). */
@@ -179,7 +216,7 @@ uint64_t g_user_va(const struct g_kernel *k, unsigned a, unsigned b, unsigned c,
 uint32_t g_frame_alloc(struct g_kernel *k, enum g_frame_kind kind);
 void g_frame_put(struct g_kernel *k, uint32_t frame);
 int g_huge_alloc(struct g_kernel *k);  /* chunk index, or -1 */
-uint64_t g_huge_frame(unsigned chunk);
+uint64_t g_huge_frame(const struct g_kernel *k, unsigned chunk);
 
 /* ---- Kernel memory accesses (CPL 0, through the direct map) ------------ */
 

@@ -135,10 +135,9 @@ test_processes_5(void **state)
 /* ---- fork and copy-on-write --------------------------------------------- */
 
 static void
-test_fork_cow(void **state)
+fork_cow(unsigned levels)
 {
-    (void)state;
-    struct g_kernel *k = boot(4, 1, 0);
+    struct g_kernel *k = boot(levels, 1, 0);
     int parent = g_as_create(k, 0);
     g_switch(k, 0, parent);
     populate(k, 0, parent, 8, G_PROT_W);
@@ -262,10 +261,9 @@ test_munmap_5(void **state)
 /* ---- mprotect ----------------------------------------------------------- */
 
 static void
-test_mprotect(void **state)
+mprotect(unsigned levels)
 {
-    (void)state;
-    struct g_kernel *k = boot(4, 1, 0);
+    struct g_kernel *k = boot(levels, 1, 0);
     int as = g_as_create(k, 0);
     g_switch(k, 0, as);
     populate(k, 0, as, 6, G_PROT_W | G_PROT_X);
@@ -290,10 +288,9 @@ test_mprotect(void **state)
 /* ---- swapping ----------------------------------------------------------- */
 
 static void
-test_swap(void **state)
+swap(unsigned levels)
 {
-    (void)state;
-    struct g_kernel *k = boot(4, 1, 0);
+    struct g_kernel *k = boot(levels, 1, 0);
     int as = g_as_create(k, 0);
     g_switch(k, 0, as);
     populate(k, 0, as, 8, G_PROT_W);
@@ -333,17 +330,16 @@ test_swap(void **state)
 /* ---- 2 MiB pages: map, split, merge -------------------------------------- */
 
 static void
-test_large_pages(void **state)
+large_pages(unsigned levels)
 {
-    (void)state;
-    struct g_kernel *k = boot(4, 1, 0);
+    struct g_kernel *k = boot(levels, 1, 0);
     int as = g_as_create(k, 0);
     g_switch(k, 0, as);
     uint64_t va = g_user_va(k, 0, 1, 8, 0);
-    DOING(k, "mmap 2M");
+    DOING(k, "mmap large");
     struct g_page *p = g_mmap_large(k, 0, as, va, G_PROT_W);
     assert_non_null(p);
-    for (unsigned i = 0; i < 512; i += 97)
+    for (unsigned i = 0; i < k->lp_frames; i += 97)
         assert_true(g_program_access(k, 0, va + i * 4096ull + 8, PGM_ACCESS_USER | PGM_ACCESS_WRITE));
     STEP(k, "2M page mapped and written");
     DOING(k, "mprotect 2M read-only");
@@ -354,7 +350,7 @@ test_large_pages(void **state)
     DOING(k, "split");
     g_split_large(k, 0, as, p);
     STEP(k, "2M page split into 4K");
-    for (unsigned s = 3; s < 512; s += 101) {
+    for (unsigned s = 3; s < k->lp_frames; s += 101) {
         DOING(k, "protect sub-page %u", s);
         g_split_protect_sub(k, 0, as, p, s);
         STEP(k, "sub-page %u read-only", s);
@@ -375,7 +371,7 @@ test_large_pages(void **state)
     DOING(k, "mmap 2M again");
     p = g_mmap_large(k, 0, as, g_user_va(k, 1, 0, 9, 0), G_PROT_X);
     assert_non_null(p);
-    assert_true(g_program_access(k, 0, p->va + 0x1ff000, PGM_ACCESS_USER | PGM_ACCESS_FETCH));
+    assert_true(g_program_access(k, 0, p->va + k->lp_size - 4096, PGM_ACCESS_USER | PGM_ACCESS_FETCH));
     STEP(k, "second 2M page");
     g_munmap(k, 0, as, p);
     STEP(k, "second 2M page unmapped");
@@ -385,10 +381,9 @@ test_large_pages(void **state)
 /* ---- global kernel mappings ----------------------------------------------- */
 
 static void
-test_global_kernel(void **state)
+global_kernel(unsigned levels)
 {
-    (void)state;
-    struct g_kernel *k = boot(4, 1, 0);
+    struct g_kernel *k = boot(levels, 1, 0);
     int as[3];
     for (unsigned i = 0; i < 3; i++) {
         as[i] = g_as_create(k, 0);
@@ -440,7 +435,7 @@ selfmap_edits(unsigned levels)
         STEP(k, "self-map: table freed? %u", i);
     }
     /* the root's own entry, read and rewritten through itself */
-    for (unsigned l = 1; l <= levels; l++) {
+    for (unsigned l = 1; l <= g_selfmap_levels(k); l++) {
         uint64_t sva = g_selfmap_entry_va(k, uva(k, 0, 0, 0, 0), l);
         for (unsigned i = 0; i < g_naccess_kinds; i++)
             g_probe(k, 0, sva, g_access_kinds[i]);
@@ -466,10 +461,9 @@ test_selfmap_5(void **state)
 /* ---- CR0.WP --------------------------------------------------------------- */
 
 static void
-test_cr0_wp(void **state)
+cr0_wp(unsigned levels)
 {
-    (void)state;
-    struct g_kernel *k = boot(4, 1, 0);
+    struct g_kernel *k = boot(levels, 1, 0);
     int as = g_as_create(k, 0);
     g_switch(k, 0, as);
     populate(k, 0, as, 4, 0);                 /* read-only user pages */
@@ -503,10 +497,9 @@ test_cr0_wp(void **state)
 /* ---- SMEP / SMAP with AC --------------------------------------------------- */
 
 static void
-test_smep_smap(void **state)
+smep_smap(unsigned levels)
 {
-    (void)state;
-    struct g_kernel *k = boot(4, 1, 0);
+    struct g_kernel *k = boot(levels, 1, 0);
     int as = g_as_create(k, 0);
     g_switch(k, 0, as);
     populate(k, 0, as, 4, G_PROT_W | G_PROT_X);
@@ -671,9 +664,9 @@ test_pcid_noflush_flush(void **state)
  * (docs/shadow-plan.md section 4), so the same must hold through it.
  */
 static void
-host_write_page_table(unsigned npages, unsigned victim)
+host_write_page_table(unsigned levels, unsigned npages, unsigned victim)
 {
-    struct g_kernel *k = boot(4, 1, 0);
+    struct g_kernel *k = boot(levels, 1, 0);
     int a = g_as_create(k, 0);
     g_switch(k, 0, a);
     uint64_t base = uva(k, 2, 1, 3, 0);
@@ -686,7 +679,7 @@ host_write_page_table(unsigned npages, unsigned victim)
     DOING(k, "PTE of %#llx cleared with pgm_phys_write, then INVLPG", (unsigned long long)va);
     uint64_t egpa = g_entry_gpa(k, k->as[a].root, va, 1);
     uint64_t zero = 0;
-    assert_int_equal(pgm_phys_write(k->vm, egpa, &zero, 8), 0);
+    assert_int_equal(pgm_phys_write(k->vm, egpa, &zero, k->esize), 0);
     assert_int_equal(pgm_invlpg(k->vcpu[0], va), 0);
     /* the kernel's model: the page is gone (the frame is leaked on purpose) */
     struct g_page *p = g_find(k, a, va);
@@ -697,12 +690,11 @@ host_write_page_table(unsigned npages, unsigned victim)
 }
 
 static void
-test_host_write_page_table(void **state)
+host_write_page_tables(unsigned levels)
 {
-    (void)state;
-    host_write_page_table(1, 0);
-    host_write_page_table(16, 5);
-    host_write_page_table(16, 0);
+    host_write_page_table(levels, 1, 0);
+    host_write_page_table(levels, 16, 5);
+    host_write_page_table(levels, 16, 0);
 }
 
 /*
@@ -711,9 +703,9 @@ test_host_write_page_table(void **state)
  * any combination). An access through it must set A (SDM 4.8).
  */
 static void
-dirty_not_accessed(uint32_t access, bool neighbours)
+dirty_not_accessed(unsigned levels, uint32_t access, bool neighbours)
 {
-    struct g_kernel *k = boot(4, 1, 0);
+    struct g_kernel *k = boot(levels, 1, 0);
     int a = g_as_create(k, 0);
     g_switch(k, 0, a);
     uint64_t va = uva(k, 0, 0, 1, 4);
@@ -734,9 +726,9 @@ dirty_not_accessed(uint32_t access, bool neighbours)
 
 /* Page aging through the self-map: A cleared (D kept), INVLPG, then a read. */
 static void
-age_then_read(uint32_t access)
+age_then_read(unsigned levels, uint32_t access)
 {
-    struct g_kernel *k = boot(4, 1, 0);
+    struct g_kernel *k = boot(levels, 1, 0);
     k->use_selfmap = 2;
     int a = g_as_create(k, 0);
     g_switch(k, 0, a);
@@ -753,32 +745,29 @@ age_then_read(uint32_t access)
 }
 
 static void
-test_age_then_read(void **state)
+age_then_reads(unsigned levels)
 {
-    (void)state;
-    age_then_read(PGM_ACCESS_AC);
-    age_then_read(PGM_ACCESS_USER);
-    age_then_read(PGM_ACCESS_READ);
+    age_then_read(levels, PGM_ACCESS_AC);
+    age_then_read(levels, PGM_ACCESS_USER);
+    age_then_read(levels, PGM_ACCESS_READ);
 }
 
 static void
-test_dirty_not_accessed(void **state)
+dirty_not_accesseds(unsigned levels)
 {
-    (void)state;
-    dirty_not_accessed(PGM_ACCESS_USER, false);
-    dirty_not_accessed(PGM_ACCESS_AC, false);
-    dirty_not_accessed(PGM_ACCESS_USER, true);
-    dirty_not_accessed(PGM_ACCESS_AC, true);
-    dirty_not_accessed(PGM_ACCESS_USER | PGM_ACCESS_WRITE, true);
+    dirty_not_accessed(levels, PGM_ACCESS_USER, false);
+    dirty_not_accessed(levels, PGM_ACCESS_AC, false);
+    dirty_not_accessed(levels, PGM_ACCESS_USER, true);
+    dirty_not_accessed(levels, PGM_ACCESS_AC, true);
+    dirty_not_accessed(levels, PGM_ACCESS_USER | PGM_ACCESS_WRITE, true);
 }
 
 /* ---- two vCPUs, shootdowns ------------------------------------------------------ */
 
 static void
-test_two_vcpus(void **state)
+two_vcpus(unsigned levels)
 {
-    (void)state;
-    struct g_kernel *k = boot(4, 2, PGM_CR4_SMEP);
+    struct g_kernel *k = boot(levels, 2, PGM_CR4_SMEP);
     int as = g_as_create(k, 0);
     int other = g_as_create(k, 0);
     g_switch(k, 0, as);
@@ -819,31 +808,377 @@ test_two_vcpus(void **state)
     shutdown(k);
 }
 
+/* ---- PAE: PDPTEs are latched at MOV CR3 ------------------------------------- */
+
+static void
+expect_probe(struct g_kernel *k, unsigned v, uint64_t va, bool ok, const char *what)
+{
+    if (g_probe(k, v, va, PGM_ACCESS_USER) != ok)
+        g_fail(k, "vcpu%u %#llx: %s (expected the access to %s)", v, (unsigned long long)va, what,
+               ok ? "succeed" : "fault");
+}
+
+static void
+test_pae_pdpte_latch(void **state)
+{
+    (void)state;
+    struct g_kernel *k = boot(3, 2, 0);
+    int a = g_as_create(k, 0);
+    g_switch(k, 0, a);
+    g_switch(k, 1, a);
+    uint64_t va = uva(k, 1, 0, 2, 3); /* PDPTE 1 */
+    DOING(k, "first page under PDPTE 1 (a new PD: PDPTE written, CR3 reloaded)");
+    assert_non_null(g_mmap(k, 0, a, va, G_PROT_W, true));
+    assert_true(g_program_access(k, 0, va, PGM_ACCESS_USER | PGM_ACCESS_WRITE));
+    assert_true(g_program_access(k, 1, va, PGM_ACCESS_USER));
+    STEP(k, "page under PDPTE 1 mapped, both vCPUs running the process");
+    uint64_t pdpte = ((uint64_t)k->as[a].root << 12) + 1 * 8;
+    uint64_t old = g_read_entry(k, pdpte);
+    assert_true(old & G_P);
+
+    DOING(k, "PDPTE 1 cleared through the direct map, no MOV CR3 yet");
+    g_write_entry(k, 0, a, va, 3, pdpte, 0);
+    for (unsigned v = 0; v < 2; v++) {
+        struct pgm_walk w;
+        assert_int_equal(pgm_walk(k->vcpu[v], va, PGM_ACCESS_USER | PGM_ACCESS_NO_AD, &w), 0);
+        if (w.status != PGM_WALK_OK || w.entry[3] != old)
+            g_fail(k, "vcpu%u: the cleared PDPTE is visible before MOV CR3 (walk status %d, "
+                      "PDPTE %#llx)", v, w.status, (unsigned long long)w.entry[3]);
+        expect_probe(k, v, va, true, "the edit must not be visible before MOV CR3");
+    }
+    g_switch(k, 0, a);
+    expect_probe(k, 0, va, false, "vcpu0 reloaded CR3: PDPTE 1 not present");
+    expect_probe(k, 1, va, true, "vcpu1 did not reload CR3: still the latched PDPTE");
+    g_switch(k, 1, a);
+    expect_probe(k, 1, va, false, "vcpu1 reloaded CR3");
+
+    DOING(k, "PDPTE 1 restored, no MOV CR3 yet");
+    g_write_entry(k, 0, a, va, 3, pdpte, old);
+    expect_probe(k, 0, va, false, "restored PDPTE not visible before MOV CR3");
+    g_switch(k, 0, a);
+    g_switch(k, 1, a);
+    STEP(k, "PDPTE 1 restored and latched again");
+
+    DOING(k, "PDPTE 1 with a reserved bit (RW): MOV CR3 raises #GP");
+    g_write_entry(k, 0, a, va, 3, pdpte, old | G_RW);
+    uint64_t cr3 = (uint64_t)k->as[a].root << 12;
+    assert_int_equal(pgm_sync_cr3(k->vcpu[0], cr3), PGM_RC_INJECT_GP);
+    expect_probe(k, 0, va, true, "after the #GP the old PDPTEs stay latched");
+    g_write_entry(k, 0, a, va, 3, pdpte, old);
+    g_switch(k, 0, a);
+    STEP(k, "PDPTE 1 valid again");
+
+    DOING(k, "PDPTE 1 pointed at a copy of its PD whose PTE maps another frame");
+    uint32_t pd2 = g_frame_alloc(k, GF_TABLE), pt2 = g_frame_alloc(k, GF_TABLE);
+    uint8_t buf[4096];
+    g_kread(k, 0, old & G_ADDR, buf, 4096);
+    uint64_t pde_off = ((va >> 21) & 511) * 8, pde;
+    memcpy(&pde, buf + pde_off, 8);
+    uint8_t ptb[4096];
+    g_kread(k, 0, pde & G_ADDR, ptb, 4096);
+    struct g_page *p = g_find(k, a, va);
+    uint32_t f2 = g_frame_alloc(k, GF_DATA);
+    g_fill_frame(k, 0, f2, 0x77);
+    uint64_t pte = ((uint64_t)f2 << 12) | G_P | G_RW | G_US | G_NX;
+    memcpy(ptb + ((va >> 12) & 511) * 8, &pte, 8);
+    g_kwrite(k, 0, (uint64_t)pt2 << 12, ptb, 4096);
+    pde = (pde & ~G_ADDR & ~(G_A | G_D)) | ((uint64_t)pt2 << 12);
+    memcpy(buf + pde_off, &pde, 8);
+    g_kwrite(k, 0, (uint64_t)pd2 << 12, buf, 4096);
+    g_write_entry(k, 0, a, va, 3, pdpte, ((uint64_t)pd2 << 12) | G_P);
+    {
+        struct pgm_walk w;
+        assert_int_equal(pgm_walk(k->vcpu[1], va, PGM_ACCESS_USER | PGM_ACCESS_NO_AD, &w), 0);
+        assert_int_equal(w.status, PGM_WALK_OK);
+        assert_int_equal(w.gpa >> 12, p->frame);
+        expect_probe(k, 1, va, true, "old PD still latched");
+        g_switch(k, 1, a);
+        assert_int_equal(pgm_walk(k->vcpu[1], va, PGM_ACCESS_USER | PGM_ACCESS_NO_AD, &w), 0);
+        assert_int_equal(w.status, PGM_WALK_OK);
+        assert_int_equal(w.gpa >> 12, f2);
+        expect_probe(k, 1, va, true, "new PD latched");
+    }
+    /* back to the old PD (the model's), then free the copies */
+    g_write_entry(k, 0, a, va, 3, pdpte, old);
+    g_switch(k, 0, a);
+    g_switch(k, 1, a);
+    g_frame_put(k, pd2);
+    g_frame_put(k, pt2);
+    g_frame_put(k, f2);
+    STEP(k, "PDPTE 1 back to the original PD");
+    shutdown(k);
+}
+
+/* ---- paging off: linear = guest-physical, MMIO, handlers ---------------------- */
+
+static unsigned wh_calls;
+
+static enum pgm_handler_result
+count_writes(struct pgm_vcpu *vcpu, pgm_gpa_t gpa, void *buf, size_t size, bool write,
+             enum pgm_access_origin origin, void *user)
+{
+    (void)vcpu, (void)gpa, (void)buf, (void)size, (void)origin, (void)user;
+    if (write)
+        wh_calls++;
+    return PGM_HANDLER_DEFAULT;
+}
+
+/* A read of 8 bytes at @p gpa through the engine with paging off: all-ones
+ * (MMIO without handler, unassigned) and a write there dropped. */
+static void
+expect_ones(struct g_kernel *k, uint64_t gpa)
+{
+    struct pgm_fault_out out;
+    uint64_t val = 0x1234, ones = ~0ull;
+    assert_int_equal(pgm_soft_access(k->vcpu[0], gpa, PGM_ACCESS_WRITE, &val, 8, &out), 0);
+    assert_int_equal(out.result, PGM_FAULT_RESUME);
+    val = 0;
+    assert_int_equal(pgm_soft_access(k->vcpu[0], gpa, PGM_ACCESS_USER, &val, 8, &out), 0);
+    assert_int_equal(out.result, PGM_FAULT_RESUME);
+    if (val != ones)
+        g_fail(k, "read of %#llx with paging off: %#llx, not all-ones", (unsigned long long)gpa,
+               (unsigned long long)val);
+    assert_int_equal(pgm_soft_access(k->vcpu[0], gpa, PGM_ACCESS_FETCH, &val, 8, &out), 0);
+    assert_int_equal(out.result, PGM_FAULT_RESUME);
+    assert_true(val == ones);
+}
+
+static void
+test_paging_off(void **state)
+{
+    (void)state;
+    struct g_kernel *k = calloc(1, sizeof(*k));
+    assert_non_null(k);
+    g_init(k, 0, 1, 0x5eed0000u);
+    uint64_t mmio = G_RAM_SIZE;
+    assert_int_equal(pgm_phys_add_mmio(k->vm, mmio, 4096), 0);
+    g_boot_cpu(k, 0, 0);
+    assert_int_equal(pgm_guest_mode(k->vcpu[0]), PGM_MODE_PROT);
+    STEP(k, "protected mode, paging off");
+    g_set_cr0(k, 0, 0);
+    assert_int_equal(pgm_guest_mode(k->vcpu[0]), PGM_MODE_REAL);
+    STEP(k, "real mode");
+    /* data frames, written and read with linear = physical */
+    uint32_t f[8];
+    for (unsigned i = 0; i < 8; i++) {
+        f[i] = g_frame_alloc(k, GF_DATA);
+        g_fill_frame(k, 0, f[i], 0x100 + i);
+        assert_true(g_program_access(k, 0, ((uint64_t)f[i] << 12) + 8 * i, PGM_ACCESS_USER));
+    }
+    STEP(k, "real mode: 8 frames filled");
+    g_set_cr0(k, 0, PGM_CR0_PE);
+    for (unsigned i = 0; i < 8; i++)
+        for (unsigned j = 0; j < g_naccess_kinds; j++)
+            g_probe(k, 0, ((uint64_t)f[i] << 12) + 64 * j, g_access_kinds[j]);
+    STEP(k, "protected mode: every access kind on the frames");
+    g_set_cr4(k, 0, PGM_CR4_SMEP | PGM_CR4_SMAP | PGM_CR4_PGE);
+    for (unsigned j = 0; j < g_naccess_kinds; j++)
+        assert_true(g_probe(k, 0, ((uint64_t)f[1] << 12) + 64 * j, g_access_kinds[j]));
+    STEP(k, "SMEP/SMAP set with paging off: no effect");
+    g_set_cr0(k, 0, PGM_CR0_PE | PGM_CR0_WP);
+    STEP(k, "CR0.WP set with paging off");
+
+    DOING(k, "MMIO without handler, unassigned space");
+    expect_ones(k, mmio + 0x10);
+    expect_ones(k, 64ull << 20);
+    expect_ones(k, 0xfffff000ull);
+    STEP(k, "MMIO and unassigned space read all-ones");
+
+    DOING(k, "WRITE handler");
+    wh_calls = 0;
+    assert_int_equal(pgm_handler_register(k->vm, &(struct pgm_phys_handler){
+        .kind = PGM_HANDLER_WRITE, .gpa = (uint64_t)f[2] << 12, .size = 4096,
+        .fn = count_writes }), 0);
+    assert_true(g_probe(k, 0, ((uint64_t)f[2] << 12) + 0x40, PGM_ACCESS_READ));
+    assert_int_equal(wh_calls, 0);
+    assert_true(g_probe(k, 0, ((uint64_t)f[2] << 12) + 0x48, PGM_ACCESS_WRITE));
+    assert_int_equal(wh_calls, 1);
+    assert_true(g_probe(k, 0, ((uint64_t)f[2] << 12) + 0x50, PGM_ACCESS_USER | PGM_ACCESS_WRITE));
+    assert_int_equal(wh_calls, 2);
+    assert_int_equal(pgm_handler_temp_off(k->vm, (uint64_t)f[2] << 12), 0);
+    assert_true(g_probe(k, 0, ((uint64_t)f[2] << 12) + 0x58, PGM_ACCESS_WRITE));
+    assert_int_equal(wh_calls, 2);
+    assert_int_equal(pgm_handler_reset(k->vm, (uint64_t)f[2] << 12), 0);
+    assert_true(g_probe(k, 0, ((uint64_t)f[2] << 12) + 0x60, PGM_ACCESS_WRITE));
+    assert_int_equal(wh_calls, 3);
+    STEP(k, "writes to a WRITE-handler page call it (not while temp-off)");
+    assert_int_equal(pgm_handler_deregister(k->vm, (uint64_t)f[2] << 12), 0);
+    assert_true(g_probe(k, 0, ((uint64_t)f[2] << 12) + 0x68, PGM_ACCESS_WRITE));
+    assert_int_equal(wh_calls, 3);
+    STEP(k, "handler deregistered");
+
+    DOING(k, "dirty log");
+    uint32_t d = g_frame_alloc(k, GF_DATA);
+    for (unsigned i = 1; i < 4; i++)
+        assert_int_equal(g_frame_alloc(k, GF_DATA), d + i); /* lowest frames first */
+    uint64_t dl = (uint64_t)d << 12, bm = 0;
+    for (unsigned i = 0; i < 4; i++)
+        g_fill_frame(k, 0, d + i, 0x200 + i);
+    assert_int_equal(pgm_dirty_log_start(k->vm, dl, 4 * 4096), 0);
+    assert_int_equal(pgm_dirty_log_get_and_clear(k->vm, dl, &bm), 0);
+    for (unsigned r = 0; r < 3; r++) {
+        unsigned page = (r * 3 + 1) % 4;
+        assert_true(g_probe(k, 0, dl + page * 4096 + 0x100, PGM_ACCESS_READ));
+        assert_true(g_probe(k, 0, dl + page * 4096 + 0x108, PGM_ACCESS_WRITE));
+        assert_true(g_probe(k, 0, dl + page * 4096 + 0x110, PGM_ACCESS_WRITE));
+        assert_int_equal(pgm_dirty_log_get_and_clear(k->vm, dl, &bm), 0);
+        if (bm != 1ull << page)
+            g_fail(k, "dirty log round %u: %#llx, expected only page %u", r,
+                   (unsigned long long)bm, page);
+        STEP(k, "dirty log round %u", r);
+    }
+    assert_int_equal(pgm_dirty_log_stop(k->vm, dl), 0);
+    shutdown(k);
+}
+
+/* ---- mode changes: paging off -> 32-bit -> PAE -> IA-32e and back -------------- */
+
+static void
+workload(struct g_kernel *k)
+{
+    unsigned n = k->levels;
+    int a = g_as_create(k, 0);
+    assert_true(a >= 0);
+    g_switch(k, 0, a);
+    populate(k, 0, a, 6, G_PROT_W);
+    for (unsigned i = 0; i < 6; i++)
+        assert_true(g_program_access(k, 0, uva(k, i % 3, i / 3, i % 4, (i * 7) % 32),
+                                     PGM_ACCESS_USER | PGM_ACCESS_WRITE));
+    STEP(k, "%u-level: process populated", n);
+    int c = g_fork(k, 0, a);
+    assert_true(c >= 0);
+    if (k->nvcpu > 1)
+        g_switch(k, 1, c);
+    STEP(k, "%u-level: forked", n);
+    for (unsigned i = 0; i < 6; i += 2) {
+        uint64_t va = uva(k, i % 3, i / 3, i % 4, (i * 7) % 32);
+        assert_true(g_program_access(k, 0, va, PGM_ACCESS_USER | PGM_ACCESS_WRITE));
+        if (k->nvcpu > 1)
+            assert_true(g_program_access(k, 1, va, PGM_ACCESS_USER | PGM_ACCESS_WRITE));
+    }
+    STEP(k, "%u-level: COW broken", n);
+    g_munmap(k, 0, a, g_find(k, a, uva(k, 1, 0, 1, 7)));
+    STEP(k, "%u-level: munmap", n);
+    g_mprotect(k, 0, a, g_find(k, a, uva(k, 2, 0, 2, 14)), G_PROT_X);
+    STEP(k, "%u-level: mprotect", n);
+    g_swap_out(k, 0, a, g_find(k, a, uva(k, 0, 1, 3, 21)));
+    STEP(k, "%u-level: swap-out", n);
+    assert_true(g_program_access(k, 0, uva(k, 0, 1, 3, 21), PGM_ACCESS_USER));
+    STEP(k, "%u-level: swap-in", n);
+    struct g_page *p = g_mmap_large(k, 0, a, g_user_va(k, 1, 0, 8, 0), G_PROT_W);
+    assert_non_null(p);
+    assert_true(g_program_access(k, 0, p->va + 0x3008, PGM_ACCESS_USER | PGM_ACCESS_WRITE));
+    g_split_large(k, 0, a, p);
+    g_split_protect_sub(k, 0, a, p, 3);
+    STEP(k, "%u-level: large page split", n);
+    memset(p->split_ro, 0, sizeof(p->split_ro));
+    g_mprotect(k, 0, a, p, G_PROT_W);
+    g_merge_large(k, 0, a, p);
+    STEP(k, "%u-level: large page merged", n);
+    g_ktext_remap(k, 0, 2, true);
+    g_ktext_remap(k, 0, 5, false);
+    STEP(k, "%u-level: kernel pages remapped", n);
+    g_set_cr0(k, 0, k->cr0[0] & ~PGM_CR0_WP);
+    assert_true(g_program_access(k, 0, uva(k, 2, 0, 2, 14), PGM_ACCESS_WRITE));
+    g_set_cr0(k, 0, k->cr0[0] | PGM_CR0_WP);
+    assert_false(g_program_access(k, 0, uva(k, 2, 0, 2, 14), PGM_ACCESS_WRITE));
+    STEP(k, "%u-level: CR0.WP toggled", n);
+}
+
+static void
+test_mode_changes(void **state)
+{
+    (void)state;
+    struct g_kernel *k = calloc(1, sizeof(*k));
+    assert_non_null(k);
+    g_init(k, 0, 2, 0x5eed0100u);
+    for (unsigned v = 0; v < 2; v++) {
+        g_boot_cpu(k, v, 0);
+        g_set_cr0(k, v, 0);
+    }
+    STEP(k, "real mode");
+    for (unsigned v = 0; v < 2; v++)
+        g_set_cr0(k, v, PGM_CR0_PE);
+    STEP(k, "protected mode");
+    static const unsigned seq[] = { 2, 3, 4, 5, 4, 3, 2, 0, 3, 5, 2, 4, 0 };
+    static const enum pgm_guest_mode want[6] = {
+        PGM_MODE_PROT, PGM_MODE_PROT, PGM_MODE_32BIT, PGM_MODE_PAE, PGM_MODE_AMD64, PGM_MODE_LA57,
+    };
+    for (unsigned i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+        uint64_t extra = (i & 1 ? PGM_CR4_SMEP : 0) |
+                         (seq[i] >= 4 && (i & 2) ? PGM_CR4_PCIDE : 0);
+        DOING(k, "mode change %u to %u levels", i, seq[i]);
+        g_switch_mode(k, seq[i], extra);
+        for (unsigned v = 0; v < 2; v++)
+            assert_int_equal(pgm_guest_mode(k->vcpu[v]), want[seq[i]]);
+        STEP(k, "mode change %u: %u levels", i, seq[i]);
+        if (seq[i])
+            workload(k);
+    }
+    shutdown(k);
+}
+
+#define MODE_TESTS(fn)                                                                   \
+    static void test_##fn##_32(void **state) { (void)state; fn(2); }                    \
+    static void test_##fn##_pae(void **state) { (void)state; fn(3); }                   \
+    static void test_##fn##_64(void **state) { (void)state; fn(4); }
+MODE_TESTS(fork_cow)
+MODE_TESTS(mprotect)
+MODE_TESTS(swap)
+MODE_TESTS(large_pages)
+MODE_TESTS(global_kernel)
+MODE_TESTS(cr0_wp)
+MODE_TESTS(smep_smap)
+MODE_TESTS(two_vcpus)
+MODE_TESTS(host_write_page_tables)
+MODE_TESTS(dirty_not_accesseds)
+MODE_TESTS(age_then_reads)
+
+static void test_processes_32(void **state) { (void)state; processes_and_switches(2); }
+static void test_processes_pae(void **state) { (void)state; processes_and_switches(3); }
+static void test_munmap_32(void **state) { (void)state; munmap_invlpg(2); }
+static void test_munmap_pae(void **state) { (void)state; munmap_invlpg(3); }
+static void test_selfmap_32(void **state) { (void)state; selfmap_edits(2); }
+static void test_selfmap_pae(void **state) { (void)state; selfmap_edits(3); }
+
+#define MODE_ENTRIES(fn)                                                                 \
+    cmocka_unit_test(test_##fn##_64), cmocka_unit_test(test_##fn##_32),                  \
+        cmocka_unit_test(test_##fn##_pae)
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_processes_4),
         cmocka_unit_test(test_processes_5),
-        cmocka_unit_test(test_fork_cow),
+        cmocka_unit_test(test_processes_32),
+        cmocka_unit_test(test_processes_pae),
+        MODE_ENTRIES(fork_cow),
         cmocka_unit_test(test_munmap_4),
         cmocka_unit_test(test_munmap_5),
-        cmocka_unit_test(test_mprotect),
-        cmocka_unit_test(test_swap),
-        cmocka_unit_test(test_large_pages),
-        cmocka_unit_test(test_global_kernel),
+        cmocka_unit_test(test_munmap_32),
+        cmocka_unit_test(test_munmap_pae),
+        MODE_ENTRIES(mprotect),
+        MODE_ENTRIES(swap),
+        MODE_ENTRIES(large_pages),
+        MODE_ENTRIES(global_kernel),
         cmocka_unit_test(test_selfmap_4),
         cmocka_unit_test(test_selfmap_5),
-        cmocka_unit_test(test_cr0_wp),
-        cmocka_unit_test(test_smep_smap),
+        cmocka_unit_test(test_selfmap_32),
+        cmocka_unit_test(test_selfmap_pae),
+        MODE_ENTRIES(cr0_wp),
+        MODE_ENTRIES(smep_smap),
         cmocka_unit_test(test_pcid),
         cmocka_unit_test(test_pcid_noflush_user),
         cmocka_unit_test(test_pcid_noflush_wp),
         cmocka_unit_test(test_pcid_noflush_flush),
-        cmocka_unit_test(test_two_vcpus),
-        cmocka_unit_test(test_host_write_page_table),
-        cmocka_unit_test(test_dirty_not_accessed),
-        cmocka_unit_test(test_age_then_read),
+        MODE_ENTRIES(two_vcpus),
+        MODE_ENTRIES(host_write_page_tables),
+        MODE_ENTRIES(dirty_not_accesseds),
+        MODE_ENTRIES(age_then_reads),
+        cmocka_unit_test(test_pae_pdpte_latch),
+        cmocka_unit_test(test_paging_off),
+        cmocka_unit_test(test_mode_changes),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     fprintf(stderr, "# %u checked steps\n", steps_checked);
