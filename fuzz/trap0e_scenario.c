@@ -1055,6 +1055,17 @@ trap0e_run(const uint8_t *data, size_t size, const struct trap0e_opts *opts)
                 level = 2; /* 32-bit: 2 levels; PAE: the PDPT is not self-mapped */
             uint64_t eva = entry_va(r, target, level);
             do_access(r, eva, PGM_ACCESS_WRITE | (fl & 8 ? PGM_ACCESS_USER : 0), esize(r), v);
+            /* A CPU may load any translation its present, accessed entries
+             * give at any time (speculatively): from now until the next
+             * invalidation, @target may translate through the value just
+             * written even if it is written again without a flush. */
+            struct pgm_walk nw;
+            if (pgm_walk(r->vcpu, target, PGM_ACCESS_READ | PGM_ACCESS_NO_AD, &nw) == 0 &&
+                nw.status == PGM_WALK_OK && (nw.entry[nw.last_level] & E_A)) {
+                struct pgm_cpu_state st;
+                pgm_get_cpu_state(r->vcpu, &st);
+                hist_add(r, target, &nw, st.cr4 & PGM_CR4_PGE);
+            }
             os_flush(r, a3 >> 4, target);
             break;
         }
