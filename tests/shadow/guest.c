@@ -902,13 +902,20 @@ g_init(struct g_kernel *k, unsigned levels, unsigned nvcpu, uint64_t seed)
         g_fail(k, "soft backend");
     struct pgm_vm_config cfg;
     pgm_vm_config_init(&cfg);
+    /* The host paging the shadows are built for: 4-level unless
+     * PGM_SHADOW_HOST says 32 or pae (legacy guests only there). */
+    const char *host = getenv("PGM_SHADOW_HOST");
     cfg.paging = PGM_PAGING_SHADOW_AMD64;
+    if (host && !strcmp(host, "32"))
+        cfg.paging = PGM_PAGING_SHADOW_32;
+    else if (host && !strcmp(host, "pae"))
+        cfg.paging = PGM_PAGING_SHADOW_PAE;
     cfg.vcpu_count = nvcpu;
     cfg.backend = pgm_soft_backend_ops();
     cfg.backend_ctx = k->sb;
     int rc = pgm_vm_create(&cfg, &k->vm);
     if (rc)
-        g_fail(k, "pgm_vm_create(SHADOW_AMD64) = %d", rc);
+        g_fail(k, "pgm_vm_create(paging %d) = %d", (int)cfg.paging, rc);
     if ((rc = pgm_phys_add_ram(k->vm, 0, G_RAM_SIZE)))
         g_fail(k, "pgm_phys_add_ram = %d", rc);
     for (unsigned v = 0; v < nvcpu; v++) {
