@@ -11,7 +11,10 @@
  *          6 PGE, 7 self-map entry user-accessible
  *   1..4   PKRU
  *   5      bits 1:0 pool size (floor = 72 pages, 96, 160, default 2048);
- *          bits 3:2 flood threshold (default, 1, 2, 8)
+ *          bits 3:2 flood threshold (default, 1, 2, 8); bits 5:4 when the
+ *          initial mode (byte 15) is not IA-32e: host paging 4-level, PAE,
+ *          32-bit, 4-level (an IA-32e state is then loaded, checked to give
+ *          -EOPNOTSUPP, and the previous state restored)
  *   6      self-map slot in every root: 256 + byte (510 if that gives 511)
  *   7..10  seed of the base tables
  *   11     number of table records (mod 32)
@@ -214,6 +217,7 @@ struct run {
     struct hist hist[HIST_MAX];
     unsigned nhist;
     /* handlers */
+    bool legacy_host; /* SHADOW_32 / SHADOW_PAE: no IA-32e guests */
     bool wh_on;
     uint64_t wh_gpa, wh_calls;
     bool dl_on;
@@ -694,6 +698,29 @@ set_state(struct run *r, unsigned ctl, unsigned mode, unsigned root, bool guest_
     int rc = pgm_set_cpu_state(r->vcpu, &st, guest_write ? PGM_STATE_GUEST_WRITE : 0);
     if (rc == PGM_RC_INJECT_GP)
         return rc; /* state unchanged */
+    if (r->legacy_host && mode <= 1 && rc == 0) {
+        /* A legacy host cannot shadow IA-32e guests: the state is the
+         * guest's and is accepted, every shadow operation then reports
+         * -EOPNOTSUPP; the VMM goes back to the previous state (or to
+         * paging off when its PAE PDPTEs no longer load). */
+        uint64_t v;
+        struct pgm_fault_out out;
+        rc = pgm_soft_access(r->vcpu, 0, PGM_ACCESS_READ, &v, 1, &out);
+        if (rc != -EOPNOTSUPP) {
+            fprintf(stderr, "trap0e: pgm_soft_access in IA-32e mode returned %d\n", rc);
+            fail("an IA-32e guest ran on a 32-bit/PAE host");
+        }
+        rc = pgm_set_cpu_state(r->vcpu, &old, 0);
+        if (rc == PGM_RC_INJECT_GP) {
+            old.cr0 &= ~PGM_CR0_PG;
+            old.cr4 &= ~PGM_CR4_PCIDE;
+            rc = pgm_set_cpu_state(r->vcpu, &old, 0);
+        }
+        if (rc != 0 && !(r->opts->inject_failures && rc < 0 && rc != -EIO)) {
+            fprintf(stderr, "trap0e: restoring the state returned %d\n", rc);
+            fail("the state before an IA-32e load could not be restored");
+        }
+    }
     if (api_ok(r, rc, "pgm_set_cpu_state") || rc < 0)
         hist_clear(r, false); /* a state load flushes the vCPU's whole TLB */
     return rc;
@@ -972,6 +999,11 @@ trap0e_run(const uint8_t *data, size_t size, const struct trap0e_opts *opts)
     struct pgm_vm_config cfg;
     pgm_vm_config_init(&cfg);
     cfg.paging = PGM_PAGING_SHADOW_AMD64;
+    if (smode != 0 && ((poolb >> 4) & 3) == 1)
+        cfg.paging = PGM_PAGING_SHADOW_PAE;
+    else if (smode != 0 && ((poolb >> 4) & 3) == 2)
+        cfg.paging = PGM_PAGING_SHADOW_32;
+    r->legacy_host = cfg.paging != PGM_PAGING_SHADOW_AMD64;
     cfg.backend = pgm_soft_backend_ops();
     cfg.backend_ctx = backend;
     const uint32_t pools[4] = { 1, 96, 160, 0 };
