@@ -69,7 +69,10 @@
  *                 self-map, of the level 1 + (flags & 3) entry translating
  *                 va(a0..a2) (levels above 2 are 2 in 32-bit and PAE mode;
  *                 with paging off the word at va itself); a3 bits 5:4 the
- *                 OS's flush afterwards as for ACCESS
+ *                 OS's flush afterwards as for ACCESS; flag bit 2 (with
+ *                 paging on): done by "mov [rdi], rax" ("mov [edi], eax")
+ *                 that pgm_emulate_insn runs from the data page that
+ *                 va(a1, a2, a3) maps for a fetch, if it maps one
  *   2 SYNC_CR3    MOV CR3 to root a0 % 4 (a1 bit 0: with an address bit
  *                 above MAXPHYADDR, which must #GP)
  *   3 INVLPG      va(a0..a2)
@@ -796,6 +799,90 @@ handler_op(struct run *r, unsigned a0, unsigned a1, unsigned a2)
 
 /* Build the base tables from the seed, then apply the records. */
 /* Base tables in 32-bit format: PDs in pages 0-3, page tables in 12-27. */
+/*
+ * A PTE write done by an instruction, as a guest's MOV to its page table
+ * would be finished after a write-protection fault: "mov [rdi], rax" (or
+ * "mov [edi], eax" in 32-bit code) placed in the data page the code address
+ * @code_va maps, run by pgm_emulate_insn. The outcome must equal the direct
+ * walk of @eva (law 1): the bytes land at the walked GPA and RIP advances,
+ * or the guest's own #PF / #GP is returned and nothing is written. False
+ * when the scenario offers no place for the code (the caller then writes
+ * through pgm_soft_access).
+ */
+static bool
+emulated_write(struct run *r, uint64_t code_va, uint64_t eva, uint64_t value, bool user)
+{
+    unsigned n = levels(r);
+    if (n == 0)
+        return false; /* paging off: real mode's 16-bit code reads other registers */
+    bool x64 = ia32e(r);
+    static const uint8_t mov64[3] = { 0x48, 0x89, 0x07 }, mov32[2] = { 0x89, 0x07 };
+    const uint8_t *insn = x64 ? mov64 : mov32;
+    size_t len = x64 ? 3 : 2, size = x64 ? 8 : 4;
+    uint32_t cpl_acc = user ? PGM_ACCESS_USER : 0;
+    code_va &= ~(uint64_t)0xf;
+    struct pgm_walk cw;
+    if (pgm_walk(r->vcpu, code_va, PGM_ACCESS_FETCH | cpl_acc | PGM_ACCESS_NO_AD, &cw) != 0)
+        fail("pgm_walk failed");
+    /* Code only in the data pages (28..63): the tables stay as the input made them. */
+    if (cw.status != PGM_WALK_OK || cw.gpa >= RAM_SIZE || (cw.gpa >> 12) < 28)
+        return false;
+    if (pgm_phys_write(r->vm, cw.gpa, insn, len) != 0)
+        return false; /* failure injection */
+    memcpy(r->prev + cw.gpa, insn, len);
+    if ((eva & 0xfff) + size > 4096)
+        eva -= size;
+    struct pgm_walk w;
+    if (pgm_walk(r->vcpu, eva, PGM_ACCESS_WRITE | cpl_acc | PGM_ACCESS_NO_AD, &w) != 0)
+        fail("pgm_walk failed");
+    struct pgm_regs regs = { .rip = code_va, .rflags = 2, .cpl = user ? 3 : 0,
+                             .code_bits = x64 ? 64 : 32 };
+    regs.gpr[PGM_RDI] = x64 ? eva : (uint32_t)eva;
+    regs.gpr[PGM_RAX] = value;
+    struct pgm_fault_out out;
+    int rc = pgm_emulate_insn(r->vcpu, &regs, &out);
+    char what[96];
+    snprintf(what, sizeof(what), "emulated write to %#llx", (unsigned long long)eva);
+    struct span span = { w.gpa, size };
+    bool wrote = w.status == PGM_WALK_OK && w.gpa < RAM_SIZE;
+    if (rc != 0) {
+        if (!r->opts->inject_failures || rc == -EIO || rc > 0) {
+            fprintf(stderr, "trap0e: %s returned %d\n", what, rc);
+            abort();
+        }
+        tally.errors++;
+    } else if (w.status == PGM_WALK_OK) {
+        if (out.result == PGM_FAULT_EXIT) {
+            wrote = false; /* not finished: nothing may have changed */
+        } else if (out.result != PGM_FAULT_EMULATED || regs.rip != code_va + len) {
+            fprintf(stderr, "trap0e: %s: result %d rip %#llx; the walk allows it\n", what,
+                    out.result, (unsigned long long)regs.rip);
+            abort();
+        } else if (wrote && !(r->wh_on && w.gpa >> 12 == r->wh_gpa >> 12)) {
+            uint64_t got = 0;
+            pgm_phys_read(r->vm, w.gpa, &got, size);
+            if (memcmp(&got, &value, size)) {
+                fprintf(stderr, "trap0e: %s: %#llx at gpa %#llx, not %#llx\n", what,
+                        (unsigned long long)got, (unsigned long long)w.gpa,
+                        (unsigned long long)value);
+                abort();
+            }
+        }
+    } else {
+        wrote = false;
+        bool gp = w.status == PGM_WALK_GP;
+        if (out.result != PGM_FAULT_INJECT || out.vector != (gp ? 13 : 14) ||
+            (!gp && (out.error_code != w.error_code || out.address != eva))) {
+            fprintf(stderr, "trap0e: %s: result %d vector %u error %#x; walk status %d error %#x\n",
+                    what, out.result, out.vector, out.error_code, w.status, w.error_code);
+            abort();
+        }
+    }
+    audit(r, what);
+    check_ram(r, wrote || rc != 0 ? &span : NULL, wrote || rc != 0 ? 1 : 0, what);
+    return true;
+}
+
 static void
 build_image32(uint8_t *img, uint32_t seed, unsigned sm32, bool sm_user)
 {
@@ -1086,7 +1173,10 @@ trap0e_run(const uint8_t *data, size_t size, const struct trap0e_opts *opts)
             if (level > 2 && levels(r) < 4)
                 level = 2; /* 32-bit: 2 levels; PAE: the PDPT is not self-mapped */
             uint64_t eva = entry_va(r, target, level);
-            do_access(r, eva, PGM_ACCESS_WRITE | (fl & 8 ? PGM_ACCESS_USER : 0), esize(r), v);
+            /* flag bit 2: by an instruction libpgm emulates, the code at va(a3, ..) */
+            if (!(fl & 4) || !emulated_write(r, va_of(r, (sel >> 8) | ((uint32_t)a3 << 16)), eva,
+                                             v, fl & 8))
+                do_access(r, eva, PGM_ACCESS_WRITE | (fl & 8 ? PGM_ACCESS_USER : 0), esize(r), v);
             /* A CPU may load any translation its present, accessed entries
              * give at any time (speculatively): from now until the next
              * invalidation, @target may translate through the value just
