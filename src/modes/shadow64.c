@@ -462,6 +462,18 @@ write_protect_gfn(struct pgm_shadow *sh, uint64_t gfn)
     }
 }
 
+/* Bring every out-of-sync shadow of @gfn back in sync (they go out of sync
+ * together, try_unsync). */
+static void
+resync_gfn(struct pgm_shadow *sh, uint64_t gfn)
+{
+    struct pgm_shadow_page *o, *next;
+    pgm_pool_for_each_gfn(sh->pool, gfn, o, next) {
+        if (o->unsync)
+            resync_sp(sh->vm, o);
+    }
+}
+
 /* Look up or create the shadow page (gfn, role). Reserve first. */
 struct pgm_shadow_page *
 pgm_shadow_get_sp(struct pgm_shadow *sh, uint64_t gfn, union pgm_role role)
@@ -472,26 +484,15 @@ pgm_shadow_get_sp(struct pgm_shadow *sh, uint64_t gfn, union pgm_role role)
          * entries reachable at addresses the guest never had to invalidate
          * (the entry above was not present: nothing was cached for them),
          * so it must be exact before it is linked. */
-        if (sp->unsync) {
-            /* All shadows of a gfn go out of sync together (try_unsync). */
-            struct pgm_shadow_page *o, *next;
-            pgm_pool_for_each_gfn(sh->pool, gfn, o, next) {
-                if (o->unsync)
-                    resync_sp(sh->vm, o);
-            }
-        }
+        if (sp->unsync)
+            resync_gfn(sh, gfn);
         pgm_pool_touch(sh->pool, sp);
         return sp;
     }
-    if (!role.direct && role.level > 1) {
-        /* The gfn is (also) an upper-level table now: its out-of-sync leaf
-         * shadows, if any, must be exact again. */
-        struct pgm_shadow_page *o, *next;
-        pgm_pool_for_each_gfn(sh->pool, gfn, o, next) {
-            if (o->unsync)
-                resync_sp(sh->vm, o);
-        }
-    }
+    /* The gfn is (also) an upper-level table now: its out-of-sync leaf
+     * shadows, if any, must be exact again. */
+    if (!role.direct && role.level > 1)
+        resync_gfn(sh, gfn);
     bool was_monitored = pgm_shadow_gfn_monitored(sh, gfn);
     sp = pgm_pool_alloc(sh->pool, gfn, role);
     if (!sp)
