@@ -129,6 +129,7 @@ BOTH_NAME(build_path)(struct pgm_vcpu *vcpu, pgm_gva_t gva, const struct pgm_wal
         unsigned i = (unsigned)(gva >> shift) & ((1u << SHW_IDX_BITS) - 1);
         union pgm_role role = pgm_role_make(level - 1, (enum pgm_guest_mode)PGM_GUEST_MODE);
         role.nxe = vcpu->wctx.xd_mask != 0;
+        role.pse = PGM_GUEST_MODE == PGM_GMODE_32BIT && vcpu->wctx.pse;
         role.fmt32 = PGM_SHADOW_FMT32;
         uint64_t child_gfn = BOTH_NAME(child_key)(vcpu, w, gva, level, &acc, &role);
         role.access = acc & 7;

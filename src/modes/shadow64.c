@@ -553,6 +553,7 @@ pgm_shadow_load_root(struct pgm_vcpu *vcpu, bool noflush)
     union pgm_role role = pgm_role_make(shadow_levels(vcpu), vcpu->mode);
     role.access = PGM_RIGHT_WRITE | PGM_RIGHT_USER | PGM_RIGHT_EXEC;
     role.nxe = vcpu->wctx.xd_mask != 0; /* bit 63 is XD or reserved: different content */
+    role.pse = vcpu->mode == PGM_MODE_32BIT && vcpu->wctx.pse;
     uint64_t gfn = vcpu->wctx.root >> PGM_PAGE_SHIFT;
     if (pae_format(vcpu)) {
         role.direct = 1;

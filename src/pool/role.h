@@ -31,6 +31,9 @@ union pgm_role {
         unsigned smap_andnot_wp : 1;
         unsigned invalid : 1;    /* zapped while still a root */
         unsigned fmt32 : 1;      /* 32-bit shadow format: 1024 4-byte entries */
+        unsigned pse : 1;        /* 32-bit guests: CR4.PSE (whether a PDE's PS bit
+                                  * makes a 4 MiB page), so a directory shadowed
+                                  * under one setting is not reused under the other */
     };
 };
 
