@@ -12,6 +12,7 @@
 
 #include "pgm/stats.h"
 #include "src/handlers/registry.h"
+#include "src/handlers/virt.h"
 #include "src/modes/shadow.h"
 #include "src/vm.h"
 
@@ -67,7 +68,7 @@ check_leaf(struct audit *a, struct pgm_shadow_page *sp, unsigned i, uint64_t e)
     if (!pg->host || pg->hpa != hpa)
         return fail(a, sp, i, "maps hpa %#" PRIx64 " but gfn %#" PRIx64 " is backed by %#" PRIx64,
                     hpa, gfn, pg->host ? pg->hpa : 0);
-    enum pgm_handler_kind hk = pgm_page_handler_state(pg);
+    enum pgm_handler_kind hk = pgm_page_shadow_state(pg);
     if (hk == PGM_HANDLER_ALL)
         return fail(a, sp, i, "maps gfn %#" PRIx64 " whose ALL handler must see every access", gfn);
 
@@ -198,5 +199,7 @@ pgm_audit(struct pgm_vm *vm, char *msg, size_t len)
     if (rc == 0)
         rc = pgm_pool_for_each_page(sh->pool, check_page, &a);
     pthread_mutex_unlock(&sh->lock);
+    if (rc == 0)
+        rc = pgm_virt_audit(vm, msg, len);
     return rc ? 1 : 0;
 }

@@ -49,6 +49,7 @@ pgm_sync_cr3(struct pgm_vcpu *vcpu, uint64_t cr3)
         pthread_mutex_unlock(&sh->lock);
         if (rc < 0)
             return rc;
+        pgm_virt_as_loaded(vcpu);
     }
     return 0;
 }
@@ -85,6 +86,9 @@ pgm_trap0e(struct pgm_vcpu *vcpu, uint32_t error_code, pgm_gva_t cr2, struct pgm
     uint32_t access = (error_code & (PGM_PFEC_W | PGM_PFEC_U)) |
                       ((error_code & PGM_PFEC_ID) ? PGM_ACCESS_FETCH : 0) |
                       ((regs->rflags & PGM_RFLAGS_AC) ? PGM_ACCESS_AC : 0);
+    /* A hypervisor-owned linear range: its handler decides first. */
+    if (pgm_virt_hypervisor_fault(vcpu, cr2, error_code & PGM_PFEC_W, out) == 0)
+        return 0;
     struct pgm_walk w;
     enum shadow_fault_action act;
     int rc = pgm_shadow_fault(vcpu, cr2, access, &w, &act);
@@ -124,6 +128,7 @@ pgm_invlpg(struct pgm_vcpu *vcpu, pgm_gva_t gva)
      * brought back in sync here (all of them: simple, and rarely many).
      * Then only the hardware TLB holds anything stale.
      */
+    pgm_virt_invlpg(vcpu, gva);
     pgm_shadow_resync_all(vm);
     if (vm->shadow && vm->be->flush) {
         struct pgm_flush_req req = { .scope = PGM_FLUSH_GVA, .addr = gva };
@@ -138,6 +143,7 @@ pgm_flush_tlb(struct pgm_vcpu *vcpu, bool global)
     if (!vcpu)
         return -EINVAL;
     struct pgm_vm *vm = vcpu->vm;
+    pgm_virt_as_loaded(vcpu);
     pgm_shadow_resync_all(vm);
     if (vm->shadow && vm->be->flush) {
         struct pgm_flush_req req = { .scope = global ? PGM_FLUSH_ALL : PGM_FLUSH_NONGLOBAL };
@@ -162,6 +168,10 @@ pgm_invpcid(struct pgm_vcpu *vcpu, unsigned type, uint32_t pcid, pgm_gva_t gva)
             return PGM_RC_INJECT_GP;
     }
     struct pgm_vm *vm = vcpu->vm;
+    if (type == PGM_INVPCID_ADDRESS)
+        pgm_virt_invlpg(vcpu, gva);
+    else
+        pgm_virt_as_loaded(vcpu);
     pgm_shadow_resync_all(vm);
     if (vm->shadow && vm->be->flush) {
         struct pgm_flush_req req = { .scope = PGM_FLUSH_NONGLOBAL };

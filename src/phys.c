@@ -9,6 +9,7 @@
 
 #include "src/alloc.h"
 #include "src/handlers/registry.h"
+#include "src/handlers/virt.h"
 #include "src/modes/shadow.h"
 #include "src/phys.h"
 #include "src/vm.h"
@@ -215,6 +216,9 @@ add_range(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size, enum pgm_phys_kind ki
 
     pgm_vm_lock(vm);
     rc = publish_insert(vm, r);
+    /* Covered linear pages of virtual handlers may already point here. */
+    if (rc == 0 && r->pages)
+        pgm_virt_range_added(vm, r->start, r->size);
     pgm_vm_unlock(vm);
     if (rc < 0)
         free_range(vm, r, 1);
@@ -270,6 +274,8 @@ pgm_phys_remove(struct pgm_vm *vm, pgm_gpa_t gpa)
         return -ENOMEM;
     }
     struct pgm_phys_range *victim = old->range[pos];
+    if (victim->pages)
+        pgm_virt_range_removed(vm, victim->start, victim->size);
     /* No shadow may keep mapping host pages that are about to be freed. */
     if (vm->shadow && victim->pages)
         for (uint64_t i = 0; i < victim->size >> PGM_PAGE_SHIFT; i++)
@@ -506,6 +512,8 @@ phys_access(struct pgm_vm *vm, struct pgm_vcpu *vcpu, pgm_gpa_t gpa, uint8_t *rb
                 uint64_t gfn = gpa >> PGM_PAGE_SHIFT;
                 bool shadowed = vm->shadow && pgm_shadow_snapshot(vm, gfn, snap);
                 guest_copy(host + off, wbuf, n, gpa, true);
+                /* Virtual handlers first: a refill must see the new associations. */
+                pgm_virt_table_written(vm, gfn);
                 if (shadowed)
                     pgm_shadow_written(vm, gfn, snap);
             }

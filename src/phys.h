@@ -30,6 +30,11 @@ struct pgm_page {
     uint8_t *host;     /* host mapping; NULL while a RAM page is still all zeros */
     pgm_hpa_t hpa;     /* host-physical address when host != NULL */
     uint32_t handler;  /* handler state, see src/handlers/registry.h */
+    /*
+     * Virtual handlers whose linear pages currently map this page: WRITE
+     * handlers in bits 15:0, ALL handlers in bits 31:16 (src/handlers/virt.h).
+     */
+    uint32_t virt;
 };
 
 struct pgm_phys_range {

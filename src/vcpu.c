@@ -205,8 +205,10 @@ pgm_set_cpu_state(struct pgm_vcpu *vcpu, const struct pgm_cpu_state *state, uint
     }
     next.state.cr3 = s.cr3 & ~(1ull << 63);
     *vcpu = next;
-    if (vcpu->vm->shadow)
+    if (vcpu->vm->shadow) {
         pgm_shadow_mode_changed(vcpu);
+        pgm_virt_as_loaded(vcpu);
+    }
     return 0;
 }
 

@@ -91,7 +91,8 @@ pgm_vm_create(const struct pgm_vm_config *cfg, struct pgm_vm **out)
         return -ENOMEM;
     }
     vm->vcpus = pgm_zalloc_array(&vm->alloc, vm->vcpu_count, sizeof(*vm->vcpus));
-    if (!vm->vcpus || pgm_phys_init(vm) < 0 || pgm_handlers_init(vm) < 0) {
+    if (!vm->vcpus || pgm_phys_init(vm) < 0 || pgm_handlers_init(vm) < 0 ||
+        pgm_virt_init(vm) < 0) {
         pgm_vm_destroy(vm);
         return -ENOMEM;
     }
@@ -127,6 +128,7 @@ pgm_vm_destroy(struct pgm_vm *vm)
         pgm_shadow_destroy(vm);
     }
     pgm_dirty_logs_fini(vm);
+    pgm_virt_fini(vm);
     pgm_handlers_fini(vm);
     pgm_phys_fini(vm);
     pgm_free(&vm->alloc, vm->vcpus);

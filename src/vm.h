@@ -18,6 +18,7 @@
 #include "pgm/stats.h"
 #include "pgm/vm.h"
 #include "src/handlers/registry.h"
+#include "src/handlers/virt.h"
 #include "src/modes/guest.h"
 #include "src/phys.h"
 
@@ -42,6 +43,7 @@ struct pgm_vm {
     pthread_mutex_t lock;
     struct pgm_phys phys;
     struct pgm_handlers handlers;
+    struct pgm_virt virt;                /* virtual handlers */
     struct pgm_dirty_log *dirty_logs;         /* active (VM lock) */
     struct pgm_dirty_log *dirty_logs_retired; /* stopped, freed with the VM */
     struct pgm_stats stats;              /* VM-wide share (under lock) */

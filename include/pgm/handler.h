@@ -9,9 +9,12 @@
  * handler state, the kind of the handler covering it (NONE < WRITE < ALL),
  * unless it was turned off for that page with pgm_handler_temp_off().
  *
- * Today accesses made through pgm_phys_read() / pgm_phys_write() are
- * dispatched to handlers; the shadow and nested table builders reflect the
- * per-page state into their entries as they arrive.
+ * Accesses made through pgm_phys_read() / pgm_phys_write() and by guest
+ * instructions libpgm finishes are dispatched to handlers; the shadow table
+ * builder reflects the per-page state into its entries.
+ *
+ * Virtual handlers cover page-aligned linear ranges of one guest address
+ * space (a CR3) instead: see the end of this file.
  */
 #ifndef PGM_HANDLER_H
 #define PGM_HANDLER_H
@@ -144,5 +147,102 @@ PGM_API int pgm_dirty_log_stop(struct pgm_vm *vm, pgm_gpa_t gpa);
  * @return 0; -ENOENT (no log starts at @p gpa); -EINVAL (NULL @p bitmap)
  */
 PGM_API int pgm_dirty_log_get_and_clear(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t *bitmap);
+
+/* ---- Virtual handlers --------------------------------------------------- */
+
+/** What a virtual handler intercepts. */
+enum pgm_virt_handler_kind {
+    /** Guest writes through the covered linear pages (the pages are mapped read-only). */
+    PGM_VIRT_HANDLER_WRITE = 1,
+    /** Every guest access through the covered linear pages (mapped not present). */
+    PGM_VIRT_HANDLER_ALL,
+    /**
+     * A linear range the hypervisor owns in the guest's address space: the
+     * callback is consulted only when pgm_trap0e() gets a #PF inside it,
+     * before the guest's tables are looked at. Nothing is reflected into the
+     * shadows and no GVA -> GPA association is kept.
+     */
+    PGM_VIRT_HANDLER_HYPERVISOR,
+};
+
+/** pgm_virt_invalidate_fn: the page is not mapped (or not yet resolved). */
+#define PGM_GPA_NONE UINT64_MAX
+
+/**
+ * Virtual handler callback. For WRITE and ALL handlers: one access of
+ * @p size bytes within one page of the range, made by a guest instruction
+ * libpgm finishes (pgm_trap0e, pgm_soft_access): @p gpa is where the guest's
+ * tables map @p gva, @p buf holds the bytes written or receives the bytes
+ * read. Returns as a physical handler: HANDLED (done), DEFAULT (libpgm makes
+ * the access, through physical handlers if any; for a write after the
+ * callback) or EXIT (the fault-path call returns EXIT / PGM_EXIT_HANDLER).
+ * For HYPERVISOR handlers: called from pgm_trap0e() with @p gpa =
+ * PGM_GPA_NONE, @p buf NULL, @p size 0 and @p write from the error code:
+ * HANDLED resumes the guest, DEFAULT handles the #PF as a guest fault would
+ * be, EXIT returns EXIT / PGM_EXIT_HANDLER.
+ * Called without libpgm's locks held.
+ */
+typedef enum pgm_handler_result (*pgm_virt_handler_fn)(struct pgm_vcpu *vcpu, pgm_gva_t gva,
+                                                       pgm_gpa_t gpa, void *buf, size_t size,
+                                                       bool write, void *user);
+
+/**
+ * Invalidation callback: the guest page at @p gva of a WRITE or ALL handler
+ * changed its mapping from @p old_gpa to @p new_gpa (either may be
+ * PGM_GPA_NONE: not mapped). Called with the VM lock held: it must not call
+ * into libpgm.
+ */
+typedef void (*pgm_virt_invalidate_fn)(struct pgm_vm *vm, pgm_gva_t gva, pgm_gpa_t old_gpa,
+                                       pgm_gpa_t new_gpa, void *user);
+
+/** A virtual handler registration. */
+struct pgm_virt_handler {
+    enum pgm_virt_handler_kind kind; /**< WRITE, ALL or HYPERVISOR */
+    /**
+     * The address space: the guest CR3 of its tables. Compared with a
+     * vCPU's CR3 as the mode reads it: bits 51:12 in IA-32e mode (the PCID
+     * is ignored), 31:5 in PAE mode, 31:12 in 32-bit mode.
+     */
+    uint64_t cr3;
+    pgm_gva_t gva;                   /**< first byte, page aligned */
+    uint64_t size;                   /**< bytes, a nonzero page multiple, at most 1 GiB */
+    pgm_virt_handler_fn fn;          /**< the callback */
+    pgm_virt_invalidate_fn invalidate; /**< optional (WRITE / ALL only) */
+    void *user;                      /**< passed to both callbacks */
+};
+
+/**
+ * Register a virtual handler on a shadow-paging VM. For WRITE and ALL
+ * handlers libpgm resolves each covered page through the guest's tables
+ * (with the paging state of a vCPU running that address space, else at the
+ * first load of that CR3) and keeps the association as the guest changes
+ * its tables: writes libpgm sees to them, INVLPG, MOV CR3 and TLB flushes,
+ * and every shadow fault on a covered page re-check it. The pages the range
+ * maps get a virtual handler state that the shadow entries mapping them
+ * reflect (read-only / not present), updated through the reverse map: no
+ * shadow table is flushed wholesale. Accesses through another linear address
+ * that maps the same page are finished by libpgm without calling the handler.
+ * @return 0; -EINVAL (bad kind, alignment, size, NULL callback);
+ *         -EOPNOTSUPP (not a shadow-paging VM); -EEXIST (overlaps a handler
+ *         of the same address space); -ENOSPC (a page would be covered by
+ *         more than 65535 handlers); -ENOMEM
+ */
+PGM_API int pgm_virt_handler_register(struct pgm_vm *vm, const struct pgm_virt_handler *h);
+
+/**
+ * Deregister the virtual handler of address space @p cr3 starting at @p gva.
+ * Shadow entries widen lazily (at their next fault). As for physical
+ * handlers, a callback already running may finish after this returns.
+ * @return 0; -ENOENT
+ */
+PGM_API int pgm_virt_handler_deregister(struct pgm_vm *vm, uint64_t cr3, pgm_gva_t gva);
+
+/**
+ * The guest-physical page the covered page at @p gva of address space
+ * @p cr3 is currently associated with (debugging, tests).
+ * @return 0 with @p gpa set (PGM_GPA_NONE: not mapped or not resolved yet);
+ *         -ENOENT (no WRITE/ALL handler covers it); -EINVAL
+ */
+PGM_API int pgm_virt_handler_gpa(struct pgm_vm *vm, uint64_t cr3, pgm_gva_t gva, pgm_gpa_t *gpa);
 
 #endif /* PGM_HANDLER_H */

@@ -33,6 +33,7 @@ struct pgm_stats {
     uint64_t pool_hits;        /**< shadow page lookups that found the page */
     uint64_t pool_misses;      /**< shadow page lookups that did not */
     uint64_t pool_evictions;   /**< shadow pages evicted to make room */
+    uint64_t virt_remaps;      /**< covered pages of virtual handlers found mapped elsewhere */
 };
 
 /** Fill @p stats with the VM's counters. */

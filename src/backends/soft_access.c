@@ -11,6 +11,7 @@
 
 #include "pgm/paging.h"
 #include "src/backends/soft.h"
+#include "src/handlers/virt.h"
 #include "src/modes/shadow.h"
 #include "src/vm.h"
 
@@ -52,18 +53,23 @@ load_hw_state(struct pgm_vcpu *vcpu)
 
 struct direct_ctx {
     struct pgm_vcpu *vcpu;
+    pgm_gva_t gva;
     pgm_gpa_t gpa;
     void *buf;
     size_t size;
     bool write;
 };
 
+/* Through the virtual handler covering the linear page, if any, then on
+ * guest-physical memory through physical handlers. */
 static int
 finish_direct(void *ctx)
 {
     struct direct_ctx *d = ctx;
-    return pgm_phys_access_guest(d->vcpu, d->gpa, d->write ? NULL : d->buf,
-                                 d->write ? d->buf : NULL, d->size);
+    void *rbuf = d->write ? NULL : d->buf;
+    const void *wbuf = d->write ? d->buf : NULL;
+    int rc = pgm_virt_dispatch(d->vcpu, d->gva, d->gpa, rbuf, wbuf, d->size);
+    return rc == 1 ? pgm_phys_access_guest(d->vcpu, d->gpa, rbuf, wbuf, d->size) : rc;
 }
 
 PGM_API int
@@ -125,7 +131,7 @@ pgm_soft_access(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, void *buf
         __atomic_fetch_add(&vm->shadow->emulations, 1, __ATOMIC_RELAXED);
         /* Writes to shadowed guest tables keep the shadows coherent in the
          * physical layer (src/phys.c). */
-        struct direct_ctx d = { vcpu, w.gpa, buf, size, write };
+        struct direct_ctx d = { vcpu, w.gva, w.gpa, buf, size, write };
         rc = finish_direct(&d);
         if (rc == PGM_RC_HANDLER_EXIT) {
             out->result = PGM_FAULT_EXIT;

@@ -19,6 +19,7 @@
 #include "pgm/paging.h"
 #include "src/emu/decode.h"
 #include "src/emu/emu.h"
+#include "src/handlers/virt.h"
 #include "src/phys.h"
 #include "src/vm.h"
 
@@ -30,6 +31,7 @@ struct guest_ctx {
     struct pgm_vcpu *vcpu;
     uint32_t access;           /* PGM_ACCESS_USER / PGM_ACCESS_AC of the instruction */
     struct pgm_fault_out *out;
+    uint64_t piece_la[2];      /* linear address of each piece of the last translate() */
 };
 
 static int
@@ -52,6 +54,7 @@ static int
 translate(struct guest_ctx *g, uint64_t la, unsigned size, uint32_t access,
           pgm_gpa_t gpa[2], unsigned len[2], unsigned *pieces)
 {
+    g->piece_la[0] = la;
     unsigned first = (unsigned)(PGM_PAGE_SIZE - (la & ~PGM_PAGE_MASK));
     len[0] = size < first ? size : first;
     len[1] = size - len[0];
@@ -69,15 +72,23 @@ translate(struct guest_ctx *g, uint64_t la, unsigned size, uint32_t access,
         if (w.status == PGM_WALK_PAGE_FAULT)
             return inject(g->out, VEC_PF, w.error_code, at);
         gpa[i] = w.gpa;
+        g->piece_la[i] = at;
     }
     return 0;
 }
 
-/* Perform one physical piece; a handler's EXIT becomes the fault outcome. */
+/*
+ * Perform piece @piece of the last translate(): through the virtual handler
+ * covering its linear page, if any, then on guest-physical memory through
+ * physical handlers. A handler's EXIT becomes the fault outcome.
+ */
 static int
-access_piece(struct guest_ctx *g, pgm_gpa_t gpa, void *rbuf, const void *wbuf, unsigned n)
+access_piece(struct guest_ctx *g, unsigned piece, pgm_gpa_t gpa, void *rbuf, const void *wbuf,
+             unsigned n)
 {
-    int rc = pgm_phys_access_guest(g->vcpu, gpa, rbuf, wbuf, n);
+    int rc = pgm_virt_dispatch(g->vcpu, g->piece_la[piece], gpa, rbuf, wbuf, n);
+    if (rc == 1)
+        rc = pgm_phys_access_guest(g->vcpu, gpa, rbuf, wbuf, n);
     if (rc == PGM_RC_HANDLER_EXIT) {
         struct pgm_fault_out *out = g->out;
         out->result = PGM_FAULT_EXIT;
@@ -101,7 +112,7 @@ guest_read(void *ctx, uint64_t la, void *buf, unsigned size)
     unsigned len[2], pieces;
     int rc = translate(g, la, size, PGM_ACCESS_READ, gpa, len, &pieces);
     for (unsigned i = 0; rc == 0 && i < pieces; i++)
-        rc = access_piece(g, gpa[i], (uint8_t *)buf + (i ? len[0] : 0), NULL, len[i]);
+        rc = access_piece(g, i, gpa[i], (uint8_t *)buf + (i ? len[0] : 0), NULL, len[i]);
     return rc;
 }
 
@@ -113,7 +124,7 @@ guest_write(void *ctx, uint64_t la, const void *buf, unsigned size)
     unsigned len[2], pieces;
     int rc = translate(g, la, size, PGM_ACCESS_WRITE, gpa, len, &pieces);
     for (unsigned i = 0; rc == 0 && i < pieces; i++)
-        rc = access_piece(g, gpa[i], NULL, (const uint8_t *)buf + (i ? len[0] : 0), len[i]);
+        rc = access_piece(g, i, gpa[i], NULL, (const uint8_t *)buf + (i ? len[0] : 0), len[i]);
     return rc;
 }
 
@@ -133,7 +144,10 @@ guest_cmpxchg(void *ctx, uint64_t la, void *expected, const void *desired, unsig
     int rc = translate(g, la, size, PGM_ACCESS_WRITE, gpa, len, &pieces);
     if (rc)
         return rc;
-    uint8_t *host = pieces == 1 && size <= 8 ? pgm_phys_plain_ram_ptr(g->vcpu->vm, gpa[0]) : NULL;
+    /* A virtual handler's page goes through its handler like any handler page. */
+    uint8_t *host = pieces == 1 && size <= 8 && !pgm_virt_covers(g->vcpu, la)
+                        ? pgm_phys_plain_ram_ptr(g->vcpu->vm, gpa[0])
+                        : NULL;
     if (host && !((uintptr_t)host & (size - 1))) {
         bool ok;
         switch (size) {
@@ -172,7 +186,7 @@ guest_cmpxchg(void *ctx, uint64_t la, void *expected, const void *desired, unsig
     }
     uint8_t cur[16];
     for (unsigned i = 0; rc == 0 && i < pieces; i++)
-        rc = access_piece(g, gpa[i], cur + (i ? len[0] : 0), NULL, len[i]);
+        rc = access_piece(g, i, gpa[i], cur + (i ? len[0] : 0), NULL, len[i]);
     if (rc)
         return rc;
     if (memcmp(cur, expected, size) != 0) {
@@ -180,7 +194,7 @@ guest_cmpxchg(void *ctx, uint64_t la, void *expected, const void *desired, unsig
         return 0;
     }
     for (unsigned i = 0; rc == 0 && i < pieces; i++)
-        rc = access_piece(g, gpa[i], NULL, (const uint8_t *)desired + (i ? len[0] : 0), len[i]);
+        rc = access_piece(g, i, gpa[i], NULL, (const uint8_t *)desired + (i ? len[0] : 0), len[i]);
     return rc;
 }
 
@@ -195,7 +209,7 @@ fetch_and_decode(struct guest_ctx *g, uint64_t la, unsigned code_bits, struct pg
     unsigned len[2], pieces;
     int rc = translate(g, la, n, PGM_ACCESS_FETCH, gpa, len, &pieces);
     if (rc == 0)
-        rc = access_piece(g, gpa[0], out->insn, NULL, n);
+        rc = access_piece(g, 0, gpa[0], out->insn, NULL, n);
     if (rc)
         return rc;
     int d = pgm_decode_insn(out->insn, n, code_bits, insn);
@@ -203,7 +217,7 @@ fetch_and_decode(struct guest_ctx *g, uint64_t la, unsigned code_bits, struct pg
         /* Maybe truncated at the page end: the CPU would fetch on. */
         rc = translate(g, la + n, 15 - n, PGM_ACCESS_FETCH, gpa, len, &pieces);
         if (rc == 0)
-            rc = access_piece(g, gpa[0], out->insn + n, NULL, 15 - n);
+            rc = access_piece(g, 0, gpa[0], out->insn + n, NULL, 15 - n);
         if (rc)
             return rc;
         n = 15;

@@ -59,4 +59,26 @@ pgm_page_handler_state(const struct pgm_page *pg)
                                            : (enum pgm_handler_kind)(v & PGM_PAGE_HANDLER_KIND_MASK);
 }
 
+/* struct pgm_page.virt: how many WRITE and ALL virtual handlers map the page. */
+#define PGM_PAGE_VIRT_WRITE_ONE 0x00001u
+#define PGM_PAGE_VIRT_ALL_ONE   0x10000u
+
+/*
+ * What the shadow entries of a page must reflect: the stronger of its
+ * physical handler state and the virtual handlers mapping it. (Physical
+ * dispatch looks at pgm_page_handler_state() only: a virtual handler is
+ * called for its linear addresses, not for the page.)
+ */
+static inline enum pgm_handler_kind
+pgm_page_shadow_state(const struct pgm_page *pg)
+{
+    enum pgm_handler_kind hk = pgm_page_handler_state(pg);
+    uint32_t virt = __atomic_load_n(&pg->virt, __ATOMIC_RELAXED);
+    if (virt >= PGM_PAGE_VIRT_ALL_ONE)
+        return PGM_HANDLER_ALL;
+    if (virt && hk == PGM_HANDLER_NONE)
+        return PGM_HANDLER_WRITE;
+    return hk;
+}
+
 #endif /* PGM_SRC_HANDLERS_REGISTRY_H */

@@ -24,6 +24,7 @@
 
 #include "src/alloc.h"
 #include "src/handlers/registry.h"
+#include "src/handlers/virt.h"
 #include "src/modes/shadow.h"
 #include "src/vm.h"
 
@@ -644,7 +645,7 @@ find_backing(struct pgm_vm *vm, pgm_gpa_t gpa, bool for_write, struct backing *b
     if (!r || r->kind == PGM_PHYS_MMIO)
         return 0;
     struct pgm_page *pg = &r->pages[(gpa - r->start) >> PGM_PAGE_SHIFT];
-    enum pgm_handler_kind hk = pgm_page_handler_state(pg);
+    enum pgm_handler_kind hk = pgm_page_shadow_state(pg);
     if (hk == PGM_HANDLER_ALL)
         return 0;
     bool ram = r->kind == PGM_PHYS_RAM ||
@@ -732,7 +733,7 @@ find_backing_nolock(struct pgm_vm *vm, pgm_gpa_t gpa, struct backing *b)
     if (!r || r->kind == PGM_PHYS_MMIO)
         return false;
     struct pgm_page *pg = &r->pages[(gpa - r->start) >> PGM_PAGE_SHIFT];
-    enum pgm_handler_kind hk = pgm_page_handler_state(pg);
+    enum pgm_handler_kind hk = pgm_page_shadow_state(pg);
     if (hk == PGM_HANDLER_ALL || !pgm_load_acquire(&pg->host))
         return false;
     bool ram = r->kind == PGM_PHYS_RAM ||
@@ -759,6 +760,10 @@ prefetch(struct pgm_vcpu *vcpu, struct pgm_shadow_page *sp, unsigned i, pgm_gva_
         if (j == i || (spte_get(sp, j) & SPTE_P))
             continue;
         pgm_gva_t va = (gva & ~((uint64_t)(sp_entries(sp) - 1) << 12)) | ((uint64_t)j << 12);
+        /* A virtual handler's page is mapped only after its association is
+         * checked against a walk (pgm_virt_check_fault), on its own fault. */
+        if (pgm_virt_covers(vcpu, va))
+            continue;
         struct pgm_walk wj;
         if (pgm_walk(vcpu, va, PGM_ACCESS_NO_AD | PGM_ACCESS_AC, &wj) != 0 ||
             wj.status != PGM_WALK_OK || wj.last_level != 1 ||
@@ -802,6 +807,9 @@ pgm_shadow_fault(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct p
         *action = SHADOW_FINISH;
         return 0;
     }
+    /* A virtual handler's page must be associated with this GPA before
+     * anything maps it: the page's count then restricts the mapping. */
+    pgm_virt_check_fault(vcpu, w);
     struct backing b;
     rc = find_backing(vm, w->gpa, write, &b);
     if (rc < 0)
