@@ -51,6 +51,22 @@
 #  define SHW_IDX_BITS 9
 #endif
 
+#if GST_LEVELS != 0
+/*
+ * The rights of a direct table shadowing guest large page @w: W only once
+ * the guest's leaf is dirty. Two guest leaves may map the same large frame
+ * with the same rights, one dirty and one clean, and they must not share a
+ * direct table: its entries made writable through the dirty one would let
+ * writes through the clean one bypass the walk that sets its D bit.
+ */
+static inline unsigned
+BOTH_NAME(large_rights)(const struct pgm_walk *w)
+{
+    bool dirty = (w->entry[w->last_level] & SPTE_D) != 0;
+    return dirty ? w->rights : w->rights & ~(unsigned)PGM_RIGHT_WRITE;
+}
+#endif
+
 /*
  * The shadow page below shadow level @level on the path of @gva: its gfn,
  * and its role's quadrant / direct bits; the rights accumulated into *@acc.
@@ -68,7 +84,7 @@ BOTH_NAME(child_key)(const struct pgm_vcpu *vcpu, const struct pgm_walk *w, pgm_
     (void)level;
     if (w->last_level == 2) {
         role->direct = 1;
-        *acc = w->rights;
+        *acc = BOTH_NAME(large_rights)(w);
         return (w->gpa & ~((1ull << shift) - 1)) >> PGM_PAGE_SHIFT;
     }
     *acc &= pgm_shadow_entry_rights(w->entry[2], 0);
@@ -88,7 +104,7 @@ BOTH_NAME(child_key)(const struct pgm_vcpu *vcpu, const struct pgm_walk *w, pgm_
     if (w->last_level == 2) {
         /* A 4 MiB guest page: its 2 MiB half as a direct table. */
         role->direct = 1;
-        *acc = w->rights;
+        *acc = BOTH_NAME(large_rights)(w);
         return (w->gpa & ~((1ull << shift) - 1)) >> PGM_PAGE_SHIFT;
     }
     /* Half a guest page table (512 of its 1024 PTEs): VA bit 21. */
@@ -108,7 +124,7 @@ BOTH_NAME(child_key)(const struct pgm_vcpu *vcpu, const struct pgm_walk *w, pgm_
     }
     /* Inside a guest large page: a direct table of its frames. */
     role->direct = 1;
-    *acc = w->rights;
+    *acc = BOTH_NAME(large_rights)(w);
     return (w->gpa & ~((1ull << shift) - 1)) >> PGM_PAGE_SHIFT;
 #endif
 }

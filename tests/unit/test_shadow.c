@@ -589,6 +589,33 @@ test_host32_32bit_guest(void **state)
     assert_true(si.present);
 }
 
+/*
+ * Two guest 2 MiB pages on one frame, one dirty and one clean, with the same
+ * rights: a write through the clean one must set its D bit, even after the
+ * dirty one made the frame's shadow entries writable (they may not share a
+ * direct shadow table).
+ */
+static void
+test_large_alias_dirty(void **state)
+{
+    struct env *e = *state;
+    poke(e, 0x3010, 0x6000e7); /* VA 0x400000: the frame of VA 0x200000, A and D set */
+    uint64_t v = 0;
+    /* The clean page is linked into the shadows (a read of another 4 KiB). */
+    assert_int_equal(access(e, 0x205000, PGM_ACCESS_USER, &v, 8).result, PGM_FAULT_RESUME);
+    assert_true((peek(e, 0x3008) & 0x60) == 0x20); /* read: A, not D */
+    /* A write through the dirty alias maps its 4 KiB writable. */
+    v = 1;
+    assert_int_equal(access(e, 0x400100, PGM_ACCESS_WRITE | PGM_ACCESS_USER, &v, 8).result,
+                     PGM_FAULT_RESUME);
+    /* A write to that 4 KiB through the clean page must set the clean page's D. */
+    v = 3;
+    assert_int_equal(access(e, 0x200100, PGM_ACCESS_WRITE | PGM_ACCESS_USER, &v, 8).result,
+                     PGM_FAULT_RESUME);
+    assert_true((peek(e, 0x3008) & 0x60) == 0x60);
+    assert_true(peek(e, 0x600100) == 3);
+}
+
 int
 main(void)
 {
@@ -598,6 +625,7 @@ main(void)
 #define TP(fn) cmocka_unit_test_setup_teardown(fn, env_setup_host_pae, env_teardown)
     const struct CMUnitTest tests[] = {
         T(test_read_write_and_ad),
+        T(test_large_alias_dirty),
         T(test_guest_faults),
         TM(test_monitored_pte_write),
         T(test_unsync),
