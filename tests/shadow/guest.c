@@ -381,6 +381,9 @@ checked_access(struct g_kernel *k, unsigned v, uint64_t va, uint32_t access, voi
                len, rc);
     if (out_ret)
         *out_ret = out;
+    if (k->access_hook)
+        k->access_hook(k, v, va, access,
+                       w.status == PGM_WALK_OK && out.result == PGM_FAULT_RESUME, w.gpa);
     if (w.status == PGM_WALK_GP) {
         if (out.result != PGM_FAULT_INJECT || out.vector != 13)
             g_fail(k, "vcpu%u %s %#" PRIx64 ": walk says #GP, engine result %d vector %u", v,
@@ -712,8 +715,8 @@ g_shootdown_all(struct g_kernel *k)
             k->pcid_dirty[v][a] = true;
 }
 
-static uint64_t
-cr3_of(const struct g_kernel *k, int as)
+uint64_t
+g_cr3_of(const struct g_kernel *k, int as)
 {
     uint64_t cr3 = (uint64_t)root_of(k, as) << 12;
     if (k->pcid_mode && as >= 0)
@@ -735,7 +738,7 @@ reload_cr3_of(struct g_kernel *k, int as)
 void
 g_switch(struct g_kernel *k, unsigned v, int as)
 {
-    uint64_t cr3 = cr3_of(k, as);
+    uint64_t cr3 = g_cr3_of(k, as);
     if (k->pcid_mode && as >= 0 && !k->pcid_dirty[v][as])
         cr3 |= NOFLUSH;
     k->n_cr3++;
@@ -754,7 +757,7 @@ static void
 load_state(struct g_kernel *k, unsigned v, uint32_t flags)
 {
     struct pgm_cpu_state st = {
-        .cr0 = k->cr0[v], .cr3 = cr3_of(k, k->cur_as[v]), .cr4 = k->cr4[v], .efer = k->efer,
+        .cr0 = k->cr0[v], .cr3 = g_cr3_of(k, k->cur_as[v]), .cr4 = k->cr4[v], .efer = k->efer,
     };
     trace(k, "vcpu%u set_cpu_state(cr0 %#" PRIx64 " cr3 %#" PRIx64 " cr4 %#" PRIx64
           " efer %#" PRIx64 ", %#x)", v, st.cr0, st.cr3, st.cr4, st.efer, flags);

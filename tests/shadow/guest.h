@@ -156,6 +156,14 @@ struct g_kernel {
 
     /* printed with every failure (seed, step, operation) */
     char ctx[256];
+
+    /*
+     * Optional: called after every checked access with whether it completed
+     * (the walk allowed it and the engine resumed) and the walked GPA.
+     */
+    void (*access_hook)(struct g_kernel *k, unsigned v, uint64_t va, uint32_t access, bool done,
+                        uint64_t gpa);
+    void *hook_ctx;
 };
 
 /* Failure: prints k->ctx and the message, then fails the cmocka test. */
@@ -257,6 +265,8 @@ void g_shootdown_as(struct g_kernel *k, int as);
 void g_shootdown_all(struct g_kernel *k);
 /* Context switch vCPU @p v to address space @p as (MOV CR3). */
 void g_switch(struct g_kernel *k, unsigned v, int as);
+/* The CR3 value of address space @p as (-1: the boot tables). */
+uint64_t g_cr3_of(const struct g_kernel *k, int as);
 
 /* ---- Processes and memory management ----------------------------------- */
 

@@ -29,6 +29,7 @@
 #include <cmocka.h>
 
 #include "guest.h"
+#include "vhandlers.h"
 
 #define DEFAULT_SEED  0x5eed5eed2024ull
 /* Under ASan (+UBSan) each step costs ~8x more: fewer steps keep the shadow
@@ -59,13 +60,13 @@ struct config {
 enum op {
     OP_CREATE, OP_DESTROY, OP_FORK, OP_SWITCH, OP_MMAP, OP_MMAP_LARGE, OP_MUNMAP,
     OP_MPROTECT, OP_SWAP_OUT, OP_ACCESS, OP_AGE, OP_SPLIT, OP_MERGE, OP_PROTECT_SUB,
-    OP_FREE_PT, OP_KTEXT, OP_WP, OP_SMAP, OP_SPURIOUS_FLUSH, OP_COUNT
+    OP_FREE_PT, OP_KTEXT, OP_WP, OP_SMAP, OP_SPURIOUS_FLUSH, OP_VHANDLER, OP_COUNT
 };
 
 static const char *const op_names[OP_COUNT] = {
     "create", "destroy", "fork", "switch", "mmap", "mmap-2M", "munmap", "mprotect",
     "swap-out", "access", "age", "split", "merge", "protect-sub", "free-pt", "ktext-remap",
-    "cr0.wp", "cr4.smap", "spurious-flush",
+    "cr0.wp", "cr4.smap", "spurious-flush", "virt-handler",
 };
 
 /* relative weights */
@@ -74,6 +75,7 @@ static const unsigned op_weight[OP_COUNT] = {
     [OP_MMAP_LARGE] = 1, [OP_MUNMAP] = 8, [OP_MPROTECT] = 8, [OP_SWAP_OUT] = 5,
     [OP_ACCESS] = 30, [OP_AGE] = 4, [OP_SPLIT] = 2, [OP_MERGE] = 2, [OP_PROTECT_SUB] = 2,
     [OP_FREE_PT] = 3, [OP_KTEXT] = 1, [OP_WP] = 1, [OP_SMAP] = 1, [OP_SPURIOUS_FLUSH] = 2,
+    [OP_VHANDLER] = 2,
 };
 
 static uint64_t total_steps, total_accesses;
@@ -175,6 +177,7 @@ do_step(struct g_kernel *k, const struct config *c)
         for (unsigned i = 0; i < k->nvcpu; i++)
             if (k->cur_as[i] == a)
                 g_switch(k, i, -1);
+        g_vh_as_destroyed(k, a);
         g_as_destroy(k, v, a);
         break;
     }
@@ -275,6 +278,9 @@ do_step(struct g_kernel *k, const struct config *c)
         else
             assert_int_equal(pgm_flush_tlb(k->vcpu[v], (r >> 1) & 1), 0);
         break;
+    case OP_VHANDLER:
+        g_vh_step(k, as, r);
+        break;
     case OP_COUNT:
         break;
     }
@@ -311,6 +317,7 @@ run_config(const struct config *c, unsigned index)
     g_init(k, c->levels, c->nvcpu, seed);
     for (unsigned v = 0; v < c->nvcpu; v++)
         g_boot_cpu(k, v, c->cr4);
+    g_vh_init(k);
     clock_t t0 = clock();
     for (unsigned step = 0; step < steps; step++) {
         snprintf(k->ctx, sizeof(k->ctx),
@@ -329,12 +336,13 @@ run_config(const struct config *c, unsigned index)
     snprintf(k->ctx, sizeof(k->ctx), "config %s seed %#" PRIx64 " end", c->name, seed);
     g_check_memory(k);
     total_accesses += k->n_access;
+    uint64_t vh_calls = g_vh_fini(k);
     fprintf(stderr,
             "# %s: %u steps, %" PRIu64 " checked accesses, %" PRIu64 " injected, %" PRIu64
             " table writes, %" PRIu64 " faults fixed, %" PRIu64 " invlpg, %" PRIu64
-            " flushes, %" PRIu64 " cr3 loads, %.1f s\n",
+            " flushes, %" PRIu64 " cr3 loads, %" PRIu64 " virtual handler calls, %.1f s\n",
             c->name, steps, k->n_access, k->n_inject, k->n_table_writes, k->n_faults_fixed,
-            k->n_invlpg, k->n_flush, k->n_cr3, (double)(clock() - t0) / CLOCKS_PER_SEC);
+            k->n_invlpg, k->n_flush, k->n_cr3, vh_calls, (double)(clock() - t0) / CLOCKS_PER_SEC);
     g_fini(k);
     free(k);
 }
