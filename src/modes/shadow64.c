@@ -886,18 +886,33 @@ pgm_shadow_lookup_locked(struct pgm_vcpu *vcpu, pgm_gva_t gva, struct pgm_shadow
 
 /* ---- backing changes --------------------------------------------------------- */
 
+unsigned
+pgm_shadow_unmap_gfn_counted(struct pgm_vm *vm, uint64_t gfn, bool *flushed)
+{
+    struct pgm_shadow *sh = vm->shadow;
+    if (flushed)
+        *flushed = false;
+    if (!sh)
+        return 0;
+    pthread_mutex_lock(&sh->lock);
+    /* The reverse map lists exactly the leaves mapping @gfn: O(mappings). */
+    unsigned touched = 0;
+    struct pgm_rmap_ref ref;
+    while (pgm_rmap_gfn_first(&sh->rmap, gfn, &ref)) {
+        pgm_shadow_zap_entry(sh, ref.sp, ref.index);
+        touched++;
+    }
+    if (flushed)
+        *flushed = sh->flush_pending; /* committed just below */
+    pgm_shadow_commit_flush(vm);
+    pthread_mutex_unlock(&sh->lock);
+    return touched;
+}
+
 void
 pgm_shadow_unmap_gfn(struct pgm_vm *vm, uint64_t gfn)
 {
-    struct pgm_shadow *sh = vm->shadow;
-    if (!sh)
-        return;
-    pthread_mutex_lock(&sh->lock);
-    struct pgm_rmap_ref ref;
-    while (pgm_rmap_gfn_first(&sh->rmap, gfn, &ref))
-        pgm_shadow_zap_entry(sh, ref.sp, ref.index);
-    pgm_shadow_commit_flush(vm);
-    pthread_mutex_unlock(&sh->lock);
+    pgm_shadow_unmap_gfn_counted(vm, gfn, NULL);
 }
 
 /* ---- writes libpgm makes to shadowed guest tables ------------------------------- */
@@ -911,8 +926,10 @@ pgm_shadow_snapshot(struct pgm_vm *vm, uint64_t gfn, uint8_t snap[4096])
     pthread_mutex_lock(&sh->lock);
     bool shadowed = pgm_pool_gfn_first(sh->pool, gfn) != NULL;
     pthread_mutex_unlock(&sh->lock);
+    /* The backing bytes, not what an ALL handler would make of them. */
     if (shadowed)
-        pgm_phys_read(vm, gfn << PGM_PAGE_SHIFT, snap, 4096);
+        pgm_phys_access(vm, NULL, gfn << PGM_PAGE_SHIFT, snap, NULL, 4096, PGM_ORIGIN_PHYS_API,
+                        true);
     return shadowed;
 }
 
