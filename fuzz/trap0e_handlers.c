@@ -91,7 +91,8 @@ mmio_fn(struct pgm_vcpu *vcpu, pgm_gpa_t gpa, void *buf, size_t size, bool write
     if (origin != st.origin || vcpu != st.vcpu)
         t0x_fail("MMIO callback origin %llu, expected %llu", ULL(origin), ULL(st.origin));
     if (write && memcmp(buf, e->bytes, size))
-        t0x_fail("MMIO callback at %#llx saw other bytes than written (size %llu)", ULL(gpa), ULL(size));
+        t0x_fail("MMIO callback at %#llx saw other bytes than written (size %llu)", ULL(gpa),
+                 ULL(size));
     for (size_t i = 0; !write && i < size; i++)
         ((uint8_t *)buf)[i] = dev_byte(gpa + i);
     return PGM_HANDLER_HANDLED;
@@ -239,16 +240,19 @@ emulated_access(struct t0x_ctx *c, unsigned a1, unsigned a3, uint64_t va, uint64
         return;
     }
     if (out.result != PGM_FAULT_EMULATED || regs.rip != code_va + insns[k].len)
-        t0x_fail("emulated access at %#llx: result %llu, the walk allows it", ULL(va), ULL(out.result));
+        t0x_fail("emulated access at %#llx: result %llu, the walk allows it", ULL(va),
+                 ULL(out.result));
     if (st.seen != st.nexp)
-        t0x_fail("emulated access at %#llx: %llu device callbacks missing", ULL(va), ULL(st.nexp - st.seen));
+        t0x_fail("emulated access at %#llx: %llu device callbacks missing", ULL(va),
+                 ULL(st.nexp - st.seen));
     t0x_tally.emulated++;
     uint8_t want[8] = { 0 };
     if (write) {
         if (w.gpa < c->ram_size) {
             expected_read(c, w.gpa, want, size, st.mmio_on);
             if (memcmp(want, &value, size))
-                t0x_fail("emulated store at gpa %#llx did not land (size %llu)", ULL(w.gpa), ULL(size));
+                t0x_fail("emulated store at gpa %#llx did not land (size %llu)", ULL(w.gpa),
+                         ULL(size));
         }
         return;
     }
@@ -393,6 +397,7 @@ t0x_gva_op(struct t0x_ctx *c, unsigned fl, unsigned a0, unsigned a3, uint64_t va
         expected_read(c, w[p].gpa, want, n[p], device);
         if (write ? w[p].gpa < c->ram_size && memcmp(want, in + off[p], n[p])
                   : memcmp(want, buf + off[p], n[p]))
-            t0x_fail("gva access: piece at gpa %#llx (%llu bytes) has the wrong bytes", ULL(w[p].gpa), ULL(n[p]));
+            t0x_fail("gva access: piece at gpa %#llx (%llu bytes) has the wrong bytes",
+                     ULL(w[p].gpa), ULL(n[p]));
     }
 }

@@ -830,7 +830,8 @@ ext_after(struct run *r, const struct t0x_ctx *c, const char *what)
     struct span spans[4];
     for (unsigned i = 0; i < c->nspans; i++) {
         spans[i] = (struct span){ c->spans[i].gpa, c->spans[i].len };
-        uint64_t first = c->spans[i].gpa >> 12, last = (c->spans[i].gpa + c->spans[i].len - 1) >> 12;
+        uint64_t first = c->spans[i].gpa >> 12;
+        uint64_t last = (c->spans[i].gpa + c->spans[i].len - 1) >> 12;
         for (uint64_t p = first; r->dl_on && !c->uncertain && p <= last; p++)
             if (p >= r->dl_gpa >> 12 && p < (r->dl_gpa >> 12) + r->dl_pages)
                 r->dl_expect |= 1ull << (p - (r->dl_gpa >> 12));
