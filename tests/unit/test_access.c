@@ -28,6 +28,7 @@ struct env {
     struct pgm_soft_backend *sb;
     struct pgm_vm *vm;
     struct pgm_vcpu *vcpu;
+    enum pgm_paging_hw paging;
 };
 
 static void
@@ -56,6 +57,7 @@ static struct env *
 env_new(enum pgm_paging_hw paging)
 {
     struct env *e = test_calloc(1, sizeof(*e));
+    e->paging = paging;
     assert_int_equal(pgm_soft_backend_create(1u << 14, &e->sb), 0);
     struct pgm_vm_config cfg;
     pgm_vm_config_init(&cfg);
@@ -94,6 +96,20 @@ static int
 setup_shadow(void **state)
 {
     *state = env_new(PGM_PAGING_SHADOW_AMD64);
+    return 0;
+}
+
+static int
+setup_shadow32(void **state)
+{
+    *state = env_new(PGM_PAGING_SHADOW_32);
+    return 0;
+}
+
+static int
+setup_shadow_pae(void **state)
+{
+    *state = env_new(PGM_PAGING_SHADOW_PAE);
     return 0;
 }
 
@@ -489,6 +505,56 @@ test_shadow_coherence(void **state)
     audit(e);
 }
 
+/*
+ * A 32-bit guest (PD 0x20000, PT 0x21000, 4-byte entries; VA 0x1000 ->
+ * 0x10000, VA 0x5000 -> the PT, supervisor) on every host paging: the
+ * guest-virtual write into its own PT keeps the shadows coherent.
+ */
+static void
+test_gva_32bit_guest(void **state)
+{
+    struct env *e = *state;
+    uint32_t pde0 = 0x21007, pte1 = 0x10007, pte5 = 0x21003;
+    assert_int_equal(pgm_phys_write(e->vm, 0x20000, &pde0, 4), 0);
+    assert_int_equal(pgm_phys_write(e->vm, 0x21004, &pte1, 4), 0);
+    assert_int_equal(pgm_phys_write(e->vm, 0x21014, &pte5, 4), 0);
+    struct pgm_cpu_state st = { .cr0 = PGM_CR0_PE | PGM_CR0_PG | PGM_CR0_WP,
+                                .cr4 = PGM_CR4_PSE, .cr3 = 0x20000 };
+    assert_int_equal(pgm_set_cpu_state(e->vcpu, &st, 0), 0);
+    bool shadow = e->paging != PGM_PAGING_NONE;
+    uint64_t v = 0;
+    struct pgm_fault_out out;
+    if (shadow) { /* the PT gets shadowed */
+        assert_int_equal(pgm_soft_access(e->vcpu, 0x1000, 0, &v, 8, &out), 0);
+        assert_int_equal(out.result, PGM_FAULT_RESUME);
+        audit(e);
+    }
+    assert_int_equal(pgm_read_gva(e->vcpu, 0x1000, &v, 8, 0, PGM_ORIGIN_GUEST, NULL), 0);
+    assert_true(v == 0x1122334455667788ull);
+    uint32_t a;
+    assert_int_equal(pgm_phys_read(e->vm, 0x21004, &a, 4), 0);
+    assert_int_equal(a & 0x60, 0x20); /* A set in the 4-byte PTE */
+    /* remap VA 0x1000 through the guest's own mapping of its PT */
+    uint32_t npte = 0x11007;
+    assert_int_equal(pgm_write_gva(e->vcpu, 0x5004, &npte, 4, 0, PGM_ORIGIN_GUEST, NULL), 0);
+    audit(e);
+    assert_int_equal(pgm_invlpg(e->vcpu, 0x1000), 0);
+    if (shadow) {
+        assert_int_equal(pgm_soft_access(e->vcpu, 0x1000, 0, &v, 8, &out), 0);
+        assert_true(v == 0x99aabbccddeeff00ull);
+        audit(e);
+    }
+    assert_int_equal(pgm_read_gva_simple(e->vcpu, 0x1000, &v, 8, 0, NULL), 0);
+    assert_true(v == 0x99aabbccddeeff00ull);
+    /* a user write to the supervisor PT mapping: P|W|U */
+    struct pgm_gva_fault f;
+    assert_int_equal(pgm_write_gva(e->vcpu, 0x5000, &npte, 4, PGM_ACCESS_USER,
+                                   PGM_ORIGIN_GUEST, &f), PGM_RC_GUEST_FAULT);
+    assert_int_equal(f.vector, 14);
+    assert_int_equal(f.error_code, 7);
+    assert_true(f.address == 0x5000);
+}
+
 int
 main(void)
 {
@@ -504,6 +570,9 @@ main(void)
         BOTH(test_gva_handler_exit),
         BOTH(test_gva_wrap_4g),
         cmocka_unit_test_setup_teardown(test_shadow_coherence, setup_shadow, teardown),
+        BOTH(test_gva_32bit_guest),
+        cmocka_unit_test_setup_teardown(test_gva_32bit_guest, setup_shadow32, teardown),
+        cmocka_unit_test_setup_teardown(test_gva_32bit_guest, setup_shadow_pae, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
