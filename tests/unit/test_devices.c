@@ -486,6 +486,57 @@ test_regfile_sizes(void **state)
     assert_int_equal(e->natives, 0);
 }
 
+/* Read-modify-write, compare, sign extension and string instructions on MMIO. */
+static void
+test_regfile_more(void **state)
+{
+    struct env *e = *state;
+    struct regfile *rf = &e->rf;
+    e->regs.gpr[PGM_RDI] = RF_VA + 0x40; /* ID: bytes 88 77 66 55 44 33 22 11 */
+    e->regs.gpr[PGM_RAX] = 0;
+    exec(e, "\x0f\xbe\x07", 3, &AT_RDI_R, 1);             /* movsx eax, byte [rdi] */
+    assert_true(e->regs.gpr[PGM_RAX] == 0xffffff88ull);
+    exec(e, "\x81\x3f\x88\x77\x66\x55", 6, &AT_RDI_R, 1); /* cmp dword [rdi], 0x55667788 */
+    assert_true(e->regs.rflags & PGM_RFLAGS_ZF);
+    exec(e, "\xf6\x07\x01", 3, &AT_RDI_R, 1);             /* test byte [rdi], 1: 0x88 & 1 */
+    assert_true(e->regs.rflags & PGM_RFLAGS_ZF);
+    exec(e, "\xf6\x07\x80", 3, &AT_RDI_R, 1);             /* test byte [rdi], 0x80 */
+    assert_false(e->regs.rflags & PGM_RFLAGS_ZF);
+    assert_true(e->regs.rflags & PGM_RFLAGS_SF);
+    /* or dword [rdi], 0x100 on register 1: a read, then a write */
+    memset(rf->r + 8, 0, 8);
+    rf->r[8] = 0x21;
+    e->regs.gpr[PGM_RDI] = RF_VA + 8;
+    unsigned calls = rf->calls;
+    exec(e, "\x81\x0f\x00\x01\x00\x00", 6, &AT_RDI_W, 1);
+    assert_int_equal(rf->calls, calls + 2);
+    assert_true(rf_reg(e, 8, 8) == 0x121);
+    /* xchg [rdi], eax: the old value comes back, the new one is stored */
+    e->regs.gpr[PGM_RAX] = 0xcafe;
+    exec(e, "\x87\x07", 2, &AT_RDI_W, 1);
+    assert_true(e->regs.gpr[PGM_RAX] == 0x121);
+    assert_true(rf_reg(e, 8, 8) == 0xcafe);
+    /* rep stosd over registers 2 and 3: four dword writes */
+    e->regs.gpr[PGM_RDI] = RF_VA + 16;
+    e->regs.gpr[PGM_RCX] = 4;
+    e->regs.gpr[PGM_RAX] = 0x5a5a0101;
+    calls = rf->calls;
+    exec(e, "\xf3\xab", 2, &AT_RDI_W, 1);
+    assert_int_equal(rf->calls, calls + 4);
+    assert_true(rf_reg(e, 16, 8) == 0x5a5a01015a5a0101ull && rf_reg(e, 24, 8) == rf_reg(e, 16, 8));
+    assert_true(e->regs.gpr[PGM_RCX] == 0 && e->regs.gpr[PGM_RDI] == RF_VA + 32);
+    /* rep movsb from the ID register into RAM (a driver draining a FIFO) */
+    e->regs.gpr[PGM_RSI] = RF_VA + 0x40;
+    e->regs.gpr[PGM_RDI] = AFTER_VA + 0x100;
+    e->regs.gpr[PGM_RCX] = 8;
+    const struct operand movs[2] = { { PGM_RSI, 0, false }, { PGM_RDI, 0, true } };
+    exec(e, "\xf3\xa4", 2, movs, 2);
+    uint64_t got = 0;
+    assert_int_equal(pgm_phys_read(e->vm, AFTER_GPA + 0x100, &got, 8), 0);
+    assert_true(got == RF_ID);
+    assert_true(e->regs.gpr[PGM_RSI] == RF_VA + 0x48);
+}
+
 static uint32_t
 fb_pixel(struct env *e, unsigned x, unsigned y)
 {
@@ -619,6 +670,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         T(test_uart),
         T(test_regfile_sizes),
+        T(test_regfile_more),
         T(test_framebuffer),
         T(test_framebuffer_dirty_log),
     };
