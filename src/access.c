@@ -122,7 +122,7 @@ gva_access(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint8_t *rbuf, const uint8_t *w
 
     /* Pass 1: every page must translate before any byte moves. */
     size_t done = 0;
-    for (unsigned i = 0; done < len; i++) {
+    for (size_t i = 0; done < len; i++) {
         pgm_gva_t la = piece_la(vcpu, gva, done);
         pgm_gpa_t gpa;
         int rc = translate_page(vcpu, la, access, &gpa, fault);
@@ -136,7 +136,7 @@ gva_access(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint8_t *rbuf, const uint8_t *w
     /* Pass 2: the physical accesses, page by page. */
     int result = 0;
     done = 0;
-    for (unsigned i = 0; done < len; i++) {
+    for (size_t i = 0; done < len; i++) {
         pgm_gva_t la = piece_la(vcpu, gva, done);
         size_t n = piece_len(la, len - done);
         pgm_gpa_t gpa;

@@ -143,6 +143,19 @@ int pgm_phys_access(struct pgm_vm *vm, struct pgm_vcpu *vcpu, pgm_gpa_t gpa, voi
                     const void *wbuf, size_t len, enum pgm_access_origin origin, bool simple);
 
 /*
+ * What libpgm itself reads of guest memory - guest page tables for the
+ * shadow engine, the audit, the PAE PDPTE latch - is the backing, as the
+ * walker sees it: no handler is called (a device must not see reads the
+ * guest never made, nor answer them with something the walker would not
+ * see). MMIO and unassigned space read as all-ones.
+ */
+static inline int
+pgm_phys_read_backing(struct pgm_vm *vm, pgm_gpa_t gpa, void *buf, size_t len)
+{
+    return pgm_phys_access(vm, NULL, gpa, buf, NULL, len, PGM_ORIGIN_PHYS_API, true);
+}
+
+/*
  * Host pointer of @gpa if it is plain RAM (no handler on the page), the page
  * materialised; NULL otherwise. For atomic read-modify-writes in place.
  */

@@ -313,10 +313,10 @@ guest_leaf_entry(struct pgm_vm *vm, const struct pgm_shadow_page *sp, unsigned i
     if (sp->role.guest_mode == PGM_MODE_32BIT) {
         /* 1:1 in the 32-bit format, a quadrant of the guest table in PAE */
         unsigned k = sp->role.fmt32 ? i : 512u * sp->role.quadrant + i;
-        pgm_phys_read(vm, (sp->gfn << PGM_PAGE_SHIFT) + 4u * k, &g, 4);
+        pgm_phys_read_backing(vm, (sp->gfn << PGM_PAGE_SHIFT) + 4u * k, &g, 4);
         *frame_mask = 0xfffff000ull;
     } else {
-        pgm_phys_read(vm, (sp->gfn << PGM_PAGE_SHIFT) + 8u * i, &g, 8);
+        pgm_phys_read_backing(vm, (sp->gfn << PGM_PAGE_SHIFT) + 8u * i, &g, 8);
         *frame_mask = SPTE_ADDR;
     }
     return g;
@@ -926,10 +926,8 @@ pgm_shadow_snapshot(struct pgm_vm *vm, uint64_t gfn, uint8_t snap[4096])
     pthread_mutex_lock(&sh->lock);
     bool shadowed = pgm_pool_gfn_first(sh->pool, gfn) != NULL;
     pthread_mutex_unlock(&sh->lock);
-    /* The backing bytes, not what an ALL handler would make of them. */
     if (shadowed)
-        pgm_phys_access(vm, NULL, gfn << PGM_PAGE_SHIFT, snap, NULL, 4096, PGM_ORIGIN_PHYS_API,
-                        true);
+        pgm_phys_read_backing(vm, gfn << PGM_PAGE_SHIFT, snap, 4096);
     return shadowed;
 }
 
@@ -986,7 +984,7 @@ pgm_shadow_written(struct pgm_vm *vm, uint64_t gfn, const uint8_t snap[4096])
 {
     struct pgm_shadow *sh = vm->shadow;
     uint8_t now[4096];
-    pgm_phys_read(vm, gfn << PGM_PAGE_SHIFT, now, sizeof(now));
+    pgm_phys_read_backing(vm, gfn << PGM_PAGE_SHIFT, now, sizeof(now));
     pthread_mutex_lock(&sh->lock);
     struct pgm_shadow_page *sp, *next;
     pgm_pool_for_each_gfn(sh->pool, gfn, sp, next) {

@@ -555,6 +555,28 @@ test_gva_32bit_guest(void **state)
     assert_true(f.address == 0x5000);
 }
 
+/*
+ * A VMM write to a shadowed guest table that also has an ALL handler: the
+ * handler sees the write once, and no read - the shadow engine's snapshot
+ * of the table reads the backing, not the device.
+ */
+static void
+test_snapshot_bypasses_handler(void **state)
+{
+    struct env *e = *state;
+    assert_true(soft_read(e, 0x1000) == 0x1122334455667788ull); /* PT 0x4000 shadowed */
+    struct rec r = { .answer = PGM_HANDLER_DEFAULT };
+    reg(e, PGM_HANDLER_ALL, 0x4000, 0x1000, &r);
+    uint64_t pte = 0x11007;
+    assert_int_equal(pgm_phys_write(e->vm, 0x4008, &pte, 8), 0);
+    assert_int_equal(r.calls, 1);
+    assert_true(r.write && r.gpa == 0x4008);
+    audit(e);
+    assert_int_equal(pgm_invlpg(e->vcpu, 0x1000), 0);
+    assert_true(soft_read(e, 0x1000) == 0x99aabbccddeeff00ull);
+    assert_int_equal(pgm_handler_deregister(e->vm, 0x4000), 0);
+}
+
 int
 main(void)
 {
@@ -570,6 +592,7 @@ main(void)
         BOTH(test_gva_handler_exit),
         BOTH(test_gva_wrap_4g),
         cmocka_unit_test_setup_teardown(test_shadow_coherence, setup_shadow, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_bypasses_handler, setup_shadow, teardown),
         BOTH(test_gva_32bit_guest),
         cmocka_unit_test_setup_teardown(test_gva_32bit_guest, setup_shadow32, teardown),
         cmocka_unit_test_setup_teardown(test_gva_32bit_guest, setup_shadow_pae, teardown),
