@@ -57,8 +57,9 @@
  * self-map, 511}, PTE {0, 1, 2, 511}; paging off: page (bits 6:0) of RAM,
  * MMIO or unassigned space, bit 22 moving it to the top 1 MiB of 4 GiB.
  *
- * Operations: a code byte (low nibble: kind mod 9, high nibble: flags), four
- * argument bytes a0..a3, and for PTE_WRITE nine more.
+ * Operations: a code byte (low nibble: kind - 0..10, 11..15 alias 2..6 -
+ * high nibble: flags), four argument bytes a0..a3, and for PTE_WRITE nine
+ * more. (Kinds 9 and 10 were aliases of 0 and 1 in older corpora.)
  *   0 ACCESS      pgm_soft_access at va(a0..a2); flags 1:0 read, write,
  *                 fetch, read; bit 2 CPL 3; a3 bits 1:0 size 1/2/4/8,
  *                 bit 2 RFLAGS.AC, bits 5:4 flush after (none, INVLPG va,
@@ -90,6 +91,26 @@
  *   8 FAIL        fuzz_alloc only: re-arm (a0 bit 0: backend, else
  *                 allocator) failure a1 % 16 allocations from now, or
  *                 disarm when a0 bit 1 is set
+ *   9 HANDLER2    (trap0e_handlers.c) a0 % 4: 0 register the MMIO device
+ *                 on the MMIO page, 1 deregister it, 2 a guest instruction
+ *                 (a3 % 6: mov [rdi] of 1/2/4/8 bytes, mov eax, [rdi],
+ *                 movzx eax, byte [rdi]) at va(a1, a2, a3) that
+ *                 pgm_emulate_insn runs from the data page va(a2, a3, a0)
+ *                 maps, 3 toggle an ALL handler (answering DEFAULT) on page
+ *                 a1 % 64. The outcome must match a direct walk: the guest's
+ *                 fault, or the device called exactly as the walk says
+ *                 (gpa, size, bytes, origin GUEST, the vCPU), the bytes
+ *                 landing in RAM, the register loaded with the device's,
+ *                 RAM's or the bus's bytes. Outside these ops the device
+ *                 reads all-ones (the rule for MMIO below).
+ *  10 GVA         pgm_read_gva / pgm_write_gva (flags: bit 0 write, bit 1
+ *                 the _simple variant, bit 2 CPL 3, bit 3 NO_AD) of
+ *                 1 + (a3 & 63) bytes at va(a0..a2), across the page end
+ *                 with a3 bit 6, origin a0 % 3: the first faulting page's
+ *                 walk gives the fault (nothing written), else every page
+ *                 reads / receives its bytes, MMIO pieces reach the device
+ *                 (not with _simple: all-ones, -ENODEV), writes are
+ *                 reported by the dirty log
  *
  * ---- What is checked after EVERY operation ----------------------------
  * Law 1, for each access: before it, a direct guest walk (pgm_walk with
@@ -122,6 +143,7 @@
  * page and block (leaks of the VM's own allocations are LeakSanitizer's).
  */
 #include "trap0e_scenario.h"
+#include "trap0e_handlers.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -797,6 +819,27 @@ handler_op(struct run *r, unsigned a0, unsigned a1, unsigned a2)
     }
 }
 
+/*
+ * After an operation of trap0e_handlers.c: its writes are reported by the
+ * next dirty-log round (simple writes included: libpgm still logs them),
+ * then laws 2 and 3 and the RAM check with its spans.
+ */
+static void
+ext_after(struct run *r, const struct t0x_ctx *c, const char *what)
+{
+    struct span spans[4];
+    for (unsigned i = 0; i < c->nspans; i++) {
+        spans[i] = (struct span){ c->spans[i].gpa, c->spans[i].len };
+        uint64_t first = c->spans[i].gpa >> 12;
+        uint64_t last = (c->spans[i].gpa + c->spans[i].len - 1) >> 12;
+        for (uint64_t p = first; r->dl_on && !c->uncertain && p <= last; p++)
+            if (p >= r->dl_gpa >> 12 && p < (r->dl_gpa >> 12) + r->dl_pages)
+                r->dl_expect |= 1ull << (p - (r->dl_gpa >> 12));
+    }
+    audit(r, what);
+    check_ram(r, spans, c->nspans, what);
+}
+
 /* Build the base tables from the seed, then apply the records. */
 /* Base tables in 32-bit format: PDs in pages 0-3, page tables in 12-27. */
 /*
@@ -1060,6 +1103,7 @@ trap0e_run(const uint8_t *data, size_t size, const struct trap0e_opts *opts)
     static struct run run;
     struct run *r = &run;
     memset(r, 0, sizeof(*r));
+    t0x_begin();
     r->opts = opts;
     r->prev = ram_a;
     r->now = ram_b;
@@ -1140,7 +1184,10 @@ trap0e_run(const uint8_t *data, size_t size, const struct trap0e_opts *opts)
     uint64_t counter = 0;
     while (off < size && counter < MAX_OPS) {
         unsigned code = data[off];
-        unsigned kind = (code & 15) % 9, fl = code >> 4;
+        /* low nibbles 9 and 10 are the handler / access-API families
+         * (trap0e_handlers.c); 11..15 alias 2..6 */
+        unsigned kind = (code & 15) == 9 || (code & 15) == 10 ? code & 15 : (code & 15) % 9;
+        unsigned fl = code >> 4;
         unsigned a0 = (unsigned)get(data, size, off + 1, 1), a1 = (unsigned)get(data, size, off + 2, 1);
         unsigned a2 = (unsigned)get(data, size, off + 3, 1), a3 = (unsigned)get(data, size, off + 4, 1);
         uint32_t sel = (uint32_t)get(data, size, off + 1, 3);
@@ -1243,6 +1290,19 @@ trap0e_run(const uint8_t *data, size_t size, const struct trap0e_opts *opts)
             handler_op(r, a0, a1, a2);
             after_op(r, "handler op");
             break;
+        case 9:
+        case 10: {
+            struct t0x_ctx c = { .vm = r->vm, .vcpu = r->vcpu, .ram_size = RAM_SIZE,
+                                 .mmio_gpa = RAM_SIZE, .data_first = DATA_FIRST,
+                                 .inject_failures = opts->inject_failures };
+            if (kind == 9)
+                t0x_handler_op(&c, a0, a1, a3, va_of(r, (sel >> 8) | ((uint32_t)a3 << 16)),
+                               va_of(r, a2 | (a3 << 8) | (a0 << 16)));
+            else
+                t0x_gva_op(&c, fl, a0, a3, va_of(r, sel));
+            ext_after(r, &c, kind == 9 ? "handler/MMIO op" : "gva op");
+            break;
+        }
         case 8:
             if (!opts->inject_failures)
                 break;
@@ -1273,6 +1333,7 @@ out:
                 (unsigned long long)st.shadow_zaps, (unsigned long long)st.shadow_finished,
                 (unsigned long long)st.pool_evictions, (unsigned long long)st.shadow_unshadowed);
         memset(&tally, 0, sizeof(tally));
+        t0x_print_stats();
     }
     pgm_vm_destroy(vm);
     pgm_soft_backend_fail_after(backend, -1);

@@ -108,10 +108,10 @@ check_leaf(struct audit *a, struct pgm_shadow_page *sp, unsigned i, uint64_t e)
     if (sp->role.guest_mode == PGM_MODE_32BIT) {
         /* 4-byte entries; this page is half (quadrant) of a 1024-entry table */
         unsigned k = sp->role.fmt32 ? i : 512u * sp->role.quadrant + i;
-        pgm_phys_read(a->vm, (sp->gfn << PGM_PAGE_SHIFT) + 4u * k, &g, 4);
+        pgm_phys_read_backing(a->vm, (sp->gfn << PGM_PAGE_SHIFT) + 4u * k, &g, 4);
         frame_mask = 0xfffff000ull;
     } else {
-        pgm_phys_read(a->vm, (sp->gfn << PGM_PAGE_SHIFT) + 8u * i, &g, 8);
+        pgm_phys_read_backing(a->vm, (sp->gfn << PGM_PAGE_SHIFT) + 8u * i, &g, 8);
     }
     if (!(g & SPTE_P))
         return fail(a, sp, i, "present, but the guest entry %#" PRIx64 " is not", g);

@@ -429,8 +429,9 @@ guest_copy(uint8_t *dst, const uint8_t *src, size_t n, uint64_t gpa, bool to_gue
  * PGM_RC_HANDLER_EXIT.
  */
 static int
-call_handler(struct pgm_vm *vm, struct pgm_vcpu *vcpu, const struct pgm_phys_handler *h,
-             pgm_gpa_t gpa, uint8_t *rbuf, const uint8_t *wbuf, size_t n)
+call_handler(struct pgm_vm *vm, struct pgm_vcpu *vcpu, enum pgm_access_origin origin,
+             const struct pgm_phys_handler *h, pgm_gpa_t gpa, uint8_t *rbuf,
+             const uint8_t *wbuf, size_t n)
 {
     __atomic_fetch_add(&vm->stats.handler_calls, 1, __ATOMIC_RELAXED);
     /*
@@ -440,8 +441,8 @@ call_handler(struct pgm_vm *vm, struct pgm_vcpu *vcpu, const struct pgm_phys_han
     uint8_t tmp[PGM_PAGE_SIZE];
     if (wbuf)
         memcpy(tmp, wbuf, n);
-    enum pgm_handler_result res = h->fn(vcpu, gpa, rbuf ? rbuf : tmp, n, wbuf != NULL,
-                                        vcpu ? PGM_ORIGIN_GUEST : PGM_ORIGIN_PHYS_API, h->user);
+    enum pgm_handler_result res = h->fn(vcpu, gpa, rbuf ? rbuf : tmp, n, wbuf != NULL, origin,
+                                        h->user);
     switch (res) {
     case PGM_HANDLER_HANDLED:
         return 0;
@@ -456,12 +457,15 @@ call_handler(struct pgm_vm *vm, struct pgm_vcpu *vcpu, const struct pgm_phys_han
 /*
  * Walk [gpa, gpa+len) in chunks that stay within one page (so within one
  * range and one handler, both page granular), reading into @rbuf or writing
- * from @wbuf, and routing chunks with a handler through it.
+ * from @wbuf, and routing chunks with a handler through it - unless @simple,
+ * which touches only the backing (see pgm_phys_access in phys.h).
  */
-static int
-phys_access(struct pgm_vm *vm, struct pgm_vcpu *vcpu, pgm_gpa_t gpa, uint8_t *rbuf,
-             const uint8_t *wbuf, size_t len)
+int
+pgm_phys_access(struct pgm_vm *vm, struct pgm_vcpu *vcpu, pgm_gpa_t gpa, void *rbuf_,
+                const void *wbuf_, size_t len, enum pgm_access_origin origin, bool simple)
 {
+    uint8_t *rbuf = rbuf_;
+    const uint8_t *wbuf = wbuf_;
     if (!vm || (len && !rbuf && !wbuf))
         return -EINVAL;
     if (len && gpa + len - 1 < gpa)
@@ -480,10 +484,12 @@ phys_access(struct pgm_vm *vm, struct pgm_vcpu *vcpu, pgm_gpa_t gpa, uint8_t *rb
         case PGM_PHYS_ROM: {
             struct pgm_page *pg = &r->pages[(gpa - r->start) >> PGM_PAGE_SHIFT];
             enum pgm_handler_kind hk = pgm_page_handler_state(pg);
-            if (hk == PGM_HANDLER_ALL || (hk == PGM_HANDLER_WRITE && wbuf)) {
+            if (simple && wbuf && hk != PGM_HANDLER_NONE)
+                pgm_dirty_log_note_write(vm, gpa); /* logs still see VMM writes */
+            if (!simple && (hk == PGM_HANDLER_ALL || (hk == PGM_HANDLER_WRITE && wbuf))) {
                 const struct pgm_phys_handler *h = pgm_handler_find(vm, gpa);
                 if (h) {
-                    int hr = call_handler(vm, vcpu, h, gpa, rbuf, wbuf, n);
+                    int hr = call_handler(vm, vcpu, origin, h, gpa, rbuf, wbuf, n);
                     if (hr == PGM_RC_HANDLER_EXIT)
                         return hr;
                     if (hr == 0)
@@ -520,8 +526,9 @@ phys_access(struct pgm_vm *vm, struct pgm_vcpu *vcpu, pgm_gpa_t gpa, uint8_t *rb
             break;
         }
         case PGM_PHYS_MMIO: {
-            const struct pgm_phys_handler *h = pgm_handler_find(vm, gpa);
-            int hr = h ? call_handler(vm, vcpu, h, gpa, rbuf, wbuf, n) : 1;
+            /* The simple path has no device to ask: like MMIO with no handler. */
+            const struct pgm_phys_handler *h = simple ? NULL : pgm_handler_find(vm, gpa);
+            int hr = h ? call_handler(vm, vcpu, origin, h, gpa, rbuf, wbuf, n) : 1;
             if (hr == PGM_RC_HANDLER_EXIT)
                 return hr;
             if (!h)
@@ -550,7 +557,7 @@ pgm_phys_read(struct pgm_vm *vm, pgm_gpa_t gpa, void *buf, size_t len)
 {
     if (len && !buf)
         return -EINVAL;
-    return phys_access(vm, NULL, gpa, buf, NULL, len);
+    return pgm_phys_access(vm, NULL, gpa, buf, NULL, len, PGM_ORIGIN_PHYS_API, false);
 }
 
 PGM_API int
@@ -558,14 +565,14 @@ pgm_phys_write(struct pgm_vm *vm, pgm_gpa_t gpa, const void *buf, size_t len)
 {
     if (len && !buf)
         return -EINVAL;
-    return phys_access(vm, NULL, gpa, NULL, buf, len);
+    return pgm_phys_access(vm, NULL, gpa, NULL, buf, len, PGM_ORIGIN_PHYS_API, false);
 }
 
 int
 pgm_phys_access_guest(struct pgm_vcpu *vcpu, pgm_gpa_t gpa, void *rbuf, const void *wbuf,
                       size_t len)
 {
-    return phys_access(vcpu->vm, vcpu, gpa, rbuf, wbuf, len);
+    return pgm_phys_access(vcpu->vm, vcpu, gpa, rbuf, wbuf, len, PGM_ORIGIN_GUEST, false);
 }
 
 uint8_t *

@@ -22,6 +22,7 @@
 
 #include <stdint.h>
 
+#include "pgm/handler.h"
 #include "pgm/phys.h"
 #include "src/atomics.h"
 
@@ -134,6 +135,30 @@ struct pgm_vcpu;
  */
 int pgm_phys_access_guest(struct pgm_vcpu *vcpu, pgm_gpa_t gpa, void *rbuf, const void *wbuf,
                           size_t len);
+
+/*
+ * The one physical access path. @simple bypasses handlers: RAM and ROM
+ * backing is accessed directly, MMIO reads all-ones and drops writes
+ * (-ENODEV), and only dirty logs still record writes
+ * (pgm_dirty_log_note_write). Either way, writes to a shadowed guest table
+ * keep the shadows coherent. Handlers see @vcpu (may be NULL) and @origin.
+ * Return values as pgm_phys_read / pgm_phys_write.
+ */
+int pgm_phys_access(struct pgm_vm *vm, struct pgm_vcpu *vcpu, pgm_gpa_t gpa, void *rbuf,
+                    const void *wbuf, size_t len, enum pgm_access_origin origin, bool simple);
+
+/*
+ * What libpgm itself reads of guest memory - guest page tables for the
+ * shadow engine, the audit, the PAE PDPTE latch - is the backing, as the
+ * walker sees it: no handler is called (a device must not see reads the
+ * guest never made, nor answer them with something the walker would not
+ * see). MMIO and unassigned space read as all-ones.
+ */
+static inline int
+pgm_phys_read_backing(struct pgm_vm *vm, pgm_gpa_t gpa, void *buf, size_t len)
+{
+    return pgm_phys_access(vm, NULL, gpa, buf, NULL, len, PGM_ORIGIN_PHYS_API, true);
+}
 
 /*
  * Host pointer of @gpa if it is plain RAM (no handler on the page), the page

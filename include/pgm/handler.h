@@ -9,9 +9,12 @@
  * handler state, the kind of the handler covering it (NONE < WRITE < ALL),
  * unless it was turned off for that page with pgm_handler_temp_off().
  *
- * Accesses made through pgm_phys_read() / pgm_phys_write() and by guest
- * instructions libpgm finishes are dispatched to handlers; the shadow table
- * builder reflects the per-page state into its entries.
+ * Accesses made through pgm_phys_read() / pgm_phys_write(), their
+ * origin-tagged and guest-virtual forms (access.h) and emulated guest
+ * instructions are dispatched to handlers; the `_simple` variants in
+ * access.h bypass them. The shadow and nested table builders reflect the
+ * per-page state into their entries: a state change removes only the
+ * entries mapping that page (counted in pgm_stats.handler_entries_touched).
  *
  * Virtual handlers cover page-aligned linear ranges of one guest address
  * space (a CR3) instead: see the end of this file.
@@ -46,8 +49,9 @@ enum pgm_handler_result {
 
 /** Who made the access. */
 enum pgm_access_origin {
-    PGM_ORIGIN_PHYS_API = 0, /**< pgm_phys_read() / pgm_phys_write() by the VMM */
-    PGM_ORIGIN_GUEST,        /**< a guest instruction libpgm emulated */
+    PGM_ORIGIN_PHYS_API = 0, /**< the VMM itself: pgm_phys_read() / pgm_phys_write() */
+    PGM_ORIGIN_GUEST,        /**< the guest: an instruction libpgm (or the VMM) emulated */
+    PGM_ORIGIN_DMA,          /**< a device's DMA, performed by the VMM (access.h) */
 };
 
 /**
@@ -55,7 +59,8 @@ enum pgm_access_origin {
  * one page and one handler; an access crossing pages or handlers is split.
  * Called without libpgm's locks held, so it may call back into libpgm (for
  * other addresses).
- * @param vcpu    the vCPU whose instruction made the access, or NULL (phys API)
+ * @param vcpu    the vCPU whose instruction made the access or whose paging
+ *                translated it (pgm_read_gva()), or NULL (physical API)
  * @param gpa     guest-physical address of the first byte
  * @param buf     the bytes written, or where a read's bytes go
  * @param size    1 .. 4096

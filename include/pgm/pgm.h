@@ -12,6 +12,7 @@
 #include "vm.h"
 #include "phys.h"
 #include "handler.h"
+#include "access.h"
 #include "regs.h"
 #include "paging.h"
 #include "backend.h"

@@ -33,6 +33,16 @@ struct pgm_stats {
     uint64_t pool_hits;        /**< shadow page lookups that found the page */
     uint64_t pool_misses;      /**< shadow page lookups that did not */
     uint64_t pool_evictions;   /**< shadow pages evicted to make room */
+    /**
+     * Shadow entries removed because a page's handler state changed
+     * (register, deregister, modify, re-arm after temp-off, reset; a virtual
+     * handler's association reaching the page). Found
+     * through the reverse map: the mappings of the pages concerned, never a
+     * scan of the pool.
+     */
+    uint64_t handler_entries_touched;
+    /** TLB flush requests issued for those entries (at most one per page changed). */
+    uint64_t handler_flushes;
     uint64_t virt_remaps;      /**< covered pages of virtual handlers found mapped elsewhere */
 };
 

@@ -44,6 +44,14 @@ dirty_write(struct pgm_vcpu *vcpu, pgm_gpa_t gpa, void *buf, size_t size, bool w
     return PGM_HANDLER_DEFAULT; /* the write itself lands normally */
 }
 
+void
+pgm_dirty_log_note_write(struct pgm_vm *vm, pgm_gpa_t gpa)
+{
+    const struct pgm_phys_handler *h = pgm_handler_find(vm, gpa);
+    if (h && h->fn == dirty_write)
+        dirty_write(NULL, gpa, NULL, 0, true, PGM_ORIGIN_PHYS_API, h->user);
+}
+
 /* The log starting at @gpa (VM lock held). */
 static struct pgm_dirty_log **
 find_log(struct pgm_vm *vm, pgm_gpa_t gpa)

@@ -94,6 +94,20 @@ check_span(struct pgm_vm *vm, const struct pgm_phys_handler *h)
     return 0;
 }
 
+/*
+ * A page's handler state changed: remove the shadow entries that map it
+ * (found through the reverse map, so the cost is the page's mappings, never
+ * the pool's population) and count them. VM lock held (it guards vm->stats).
+ */
+static void
+reflect_page(struct pgm_vm *vm, pgm_gpa_t gpa)
+{
+    bool flushed;
+    vm->stats.handler_entries_touched +=
+        pgm_shadow_unmap_gfn_counted(vm, gpa >> PGM_PAGE_SHIFT, &flushed);
+    vm->stats.handler_flushes += flushed;
+}
+
 /* Set the handler state of every RAM/ROM page of [gpa, gpa + size). VM lock held. */
 static void
 set_page_states(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size, uint32_t state)
@@ -105,7 +119,7 @@ set_page_states(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size, uint32_t state)
             __atomic_store_n(&r->pages[(at - r->start) >> PGM_PAGE_SHIFT].handler, state,
                              __ATOMIC_RELAXED);
             /* Shadows mapped it under the old state: they must fault again. */
-            pgm_shadow_unmap_gfn(vm, at >> PGM_PAGE_SHIFT);
+            reflect_page(vm, at);
         }
     }
 }
@@ -259,7 +273,7 @@ set_temp_off(struct pgm_vm *vm, pgm_gpa_t gpa, bool off)
      * pick that up on the next fault. Re-arming narrows it: unmap now.
      */
     if (!off)
-        pgm_shadow_unmap_gfn(vm, gpa >> PGM_PAGE_SHIFT);
+        reflect_page(vm, gpa);
     return 0;
 }
 

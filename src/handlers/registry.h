@@ -47,6 +47,14 @@ bool pgm_handlers_overlap(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size);
 /* Clear the temp-off mark of one RAM/ROM page (takes the VM lock). */
 void pgm_handler_rearm_page(struct pgm_vm *vm, pgm_gpa_t gpa);
 
+/*
+ * A write that bypasses handlers (pgm_phys_write_simple) lands on RAM page
+ * @gpa whose handler is armed: if that handler is a dirty log, record the
+ * page as a guest write would (bit set, handler turned off for the page).
+ * Any other handler is left alone.
+ */
+void pgm_dirty_log_note_write(struct pgm_vm *vm, pgm_gpa_t gpa);
+
 /* Free every dirty log (VM destruction). */
 void pgm_dirty_logs_fini(struct pgm_vm *vm);
 

@@ -315,7 +315,7 @@ GST_NAME(load_cr3)(struct pgm_vm *vm, uint64_t cr3, bool pcide, struct pgm_walk_
     uint64_t pdpt = cr3 & 0xffffffe0ull;
     uint64_t pdpte[4];
     /* MMIO or unassigned PDPTs read as all-ones: reserved bits, so #GP. */
-    (void)pgm_phys_read(vm, pdpt, pdpte, sizeof(pdpte));
+    (void)pgm_phys_read_backing(vm, pdpt, pdpte, sizeof(pdpte));
     for (unsigned i = 0; i < 4; i++)
         if ((pdpte[i] & PTE_P) && (pdpte[i] & rsvd))
             return PGM_RC_INJECT_GP;

@@ -121,6 +121,11 @@ void pgm_shadow_written(struct pgm_vm *vm, uint64_t gfn, const uint8_t snap[4096
  * shadow lock (callers may hold the VM lock: the order is VM, then shadow).
  */
 void pgm_shadow_unmap_gfn(struct pgm_vm *vm, uint64_t gfn);
+/*
+ * The same, reporting how many shadow entries it removed and (@flushed, may
+ * be NULL) whether it requested a TLB flush for them.
+ */
+unsigned pgm_shadow_unmap_gfn_counted(struct pgm_vm *vm, uint64_t gfn, bool *flushed);
 
 /* Send the pending flush (to every vCPU) if any. Lock held. */
 void pgm_shadow_commit_flush(struct pgm_vm *vm);

@@ -314,10 +314,10 @@ guest_leaf_entry(struct pgm_vm *vm, const struct pgm_shadow_page *sp, unsigned i
     if (sp->role.guest_mode == PGM_MODE_32BIT) {
         /* 1:1 in the 32-bit format, a quadrant of the guest table in PAE */
         unsigned k = sp->role.fmt32 ? i : 512u * sp->role.quadrant + i;
-        pgm_phys_read(vm, (sp->gfn << PGM_PAGE_SHIFT) + 4u * k, &g, 4);
+        pgm_phys_read_backing(vm, (sp->gfn << PGM_PAGE_SHIFT) + 4u * k, &g, 4);
         *frame_mask = 0xfffff000ull;
     } else {
-        pgm_phys_read(vm, (sp->gfn << PGM_PAGE_SHIFT) + 8u * i, &g, 8);
+        pgm_phys_read_backing(vm, (sp->gfn << PGM_PAGE_SHIFT) + 8u * i, &g, 8);
         *frame_mask = SPTE_ADDR;
     }
     return g;
@@ -894,18 +894,33 @@ pgm_shadow_lookup_locked(struct pgm_vcpu *vcpu, pgm_gva_t gva, struct pgm_shadow
 
 /* ---- backing changes --------------------------------------------------------- */
 
+unsigned
+pgm_shadow_unmap_gfn_counted(struct pgm_vm *vm, uint64_t gfn, bool *flushed)
+{
+    struct pgm_shadow *sh = vm->shadow;
+    if (flushed)
+        *flushed = false;
+    if (!sh)
+        return 0;
+    pthread_mutex_lock(&sh->lock);
+    /* The reverse map lists exactly the leaves mapping @gfn: O(mappings). */
+    unsigned touched = 0;
+    struct pgm_rmap_ref ref;
+    while (pgm_rmap_gfn_first(&sh->rmap, gfn, &ref)) {
+        pgm_shadow_zap_entry(sh, ref.sp, ref.index);
+        touched++;
+    }
+    if (flushed)
+        *flushed = sh->flush_pending; /* committed just below */
+    pgm_shadow_commit_flush(vm);
+    pthread_mutex_unlock(&sh->lock);
+    return touched;
+}
+
 void
 pgm_shadow_unmap_gfn(struct pgm_vm *vm, uint64_t gfn)
 {
-    struct pgm_shadow *sh = vm->shadow;
-    if (!sh)
-        return;
-    pthread_mutex_lock(&sh->lock);
-    struct pgm_rmap_ref ref;
-    while (pgm_rmap_gfn_first(&sh->rmap, gfn, &ref))
-        pgm_shadow_zap_entry(sh, ref.sp, ref.index);
-    pgm_shadow_commit_flush(vm);
-    pthread_mutex_unlock(&sh->lock);
+    pgm_shadow_unmap_gfn_counted(vm, gfn, NULL);
 }
 
 /* ---- writes libpgm makes to shadowed guest tables ------------------------------- */
@@ -920,7 +935,7 @@ pgm_shadow_snapshot(struct pgm_vm *vm, uint64_t gfn, uint8_t snap[4096])
     bool shadowed = pgm_pool_gfn_first(sh->pool, gfn) != NULL;
     pthread_mutex_unlock(&sh->lock);
     if (shadowed)
-        pgm_phys_read(vm, gfn << PGM_PAGE_SHIFT, snap, 4096);
+        pgm_phys_read_backing(vm, gfn << PGM_PAGE_SHIFT, snap, 4096);
     return shadowed;
 }
 
@@ -977,7 +992,7 @@ pgm_shadow_written(struct pgm_vm *vm, uint64_t gfn, const uint8_t snap[4096])
 {
     struct pgm_shadow *sh = vm->shadow;
     uint8_t now[4096];
-    pgm_phys_read(vm, gfn << PGM_PAGE_SHIFT, now, sizeof(now));
+    pgm_phys_read_backing(vm, gfn << PGM_PAGE_SHIFT, now, sizeof(now));
     pthread_mutex_lock(&sh->lock);
     struct pgm_shadow_page *sp, *next;
     pgm_pool_for_each_gfn(sh->pool, gfn, sp, next) {
