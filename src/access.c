@@ -22,6 +22,7 @@
 
 #include "pgm/access.h"
 #include "pgm/paging.h"
+#include "src/handlers/virt.h"
 #include "src/phys.h"
 #include "src/vm.h"
 
@@ -147,8 +148,12 @@ gva_access(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint8_t *rbuf, const uint8_t *w
             if (rc != 0)
                 return rc;
         }
-        int rc = pgm_phys_access(vcpu->vm, vcpu, gpa, rbuf ? rbuf + done : NULL,
-                                 wbuf ? wbuf + done : NULL, n, origin, simple);
+        uint8_t *r = rbuf ? rbuf + done : NULL;
+        const uint8_t *w = wbuf ? wbuf + done : NULL;
+        /* A virtual handler covering the linear page sees it first. */
+        int rc = simple ? 1 : pgm_virt_dispatch(vcpu, la, gpa, r, w, n);
+        if (rc == 1)
+            rc = pgm_phys_access(vcpu->vm, vcpu, gpa, r, w, n, origin, simple);
         if (rc == -ENODEV)
             result = -ENODEV; /* MMIO without a device: as on the bus, go on */
         else if (rc != 0)

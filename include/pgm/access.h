@@ -94,7 +94,8 @@ struct pgm_gva_fault {
 /**
  * Read @p len bytes at linear address @p gva as the guest would see them
  * from @p vcpu in its current paging mode, then read guest-physical memory
- * through handlers (which see @p vcpu and @p origin).
+ * through handlers (which see @p vcpu and @p origin). A virtual handler
+ * covering a linear page of the span (handler.h) is called first for it.
  *
  * Every page of the span is translated with pgm_walk() (access READ plus
  * @p flags: PGM_ACCESS_USER checks as CPL 3, PGM_ACCESS_FETCH as an

@@ -99,8 +99,8 @@ check_span(struct pgm_vm *vm, const struct pgm_phys_handler *h)
  * (found through the reverse map, so the cost is the page's mappings, never
  * the pool's population) and count them. VM lock held (it guards vm->stats).
  */
-static void
-reflect_page(struct pgm_vm *vm, pgm_gpa_t gpa)
+void
+pgm_handler_reflect_page(struct pgm_vm *vm, pgm_gpa_t gpa)
 {
     bool flushed;
     vm->stats.handler_entries_touched +=
@@ -119,7 +119,7 @@ set_page_states(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size, uint32_t state)
             __atomic_store_n(&r->pages[(at - r->start) >> PGM_PAGE_SHIFT].handler, state,
                              __ATOMIC_RELAXED);
             /* Shadows mapped it under the old state: they must fault again. */
-            reflect_page(vm, at);
+            pgm_handler_reflect_page(vm, at);
         }
     }
 }
@@ -273,7 +273,7 @@ set_temp_off(struct pgm_vm *vm, pgm_gpa_t gpa, bool off)
      * pick that up on the next fault. Re-arming narrows it: unmap now.
      */
     if (!off)
-        reflect_page(vm, gpa);
+        pgm_handler_reflect_page(vm, gpa);
     return 0;
 }
 

@@ -44,6 +44,13 @@ const struct pgm_phys_handler *pgm_handler_find(struct pgm_vm *vm, pgm_gpa_t gpa
 /* Does any handler overlap [gpa, gpa + size)? (VM lock held) */
 bool pgm_handlers_overlap(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size);
 
+/*
+ * The page at @gpa may be mapped wider than its state now allows: remove the
+ * shadow entries that map it (through the reverse map) and count them in
+ * handler_entries_touched / handler_flushes. VM lock held.
+ */
+void pgm_handler_reflect_page(struct pgm_vm *vm, pgm_gpa_t gpa);
+
 /* Clear the temp-off mark of one RAM/ROM page (takes the VM lock). */
 void pgm_handler_rearm_page(struct pgm_vm *vm, pgm_gpa_t gpa);
 

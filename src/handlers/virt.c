@@ -121,7 +121,7 @@ count_page(struct pgm_vm *vm, const struct pgm_virt_h *h, struct pgm_virt_page *
     if (((v >> sh) & PGM_VIRT_COUNT_MAX) != PGM_VIRT_COUNT_MAX)
         __atomic_store_n(&pg->virt, v + (1u << sh), __ATOMIC_RELAXED);
     p->counted = true;
-    pgm_shadow_unmap_gfn(vm, p->gpa >> PGM_PAGE_SHIFT);
+    pgm_handler_reflect_page(vm, p->gpa);
 }
 
 /* Stop counting @p. The shadows widen at their next fault. */

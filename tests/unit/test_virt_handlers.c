@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "pgm/access.h"
 #include "tests/unit/fixture.h"
 
 #define AS1 0x1000ull
@@ -587,6 +588,31 @@ test_range_removed_and_added(void **state)
     assert_false(shadow_writable(e, 0x9000));
 }
 
+/* The VMM's guest-virtual accesses see virtual handlers; the simple ones do not. */
+static void
+test_gva_accesses(void **state)
+{
+    struct env *e = *state;
+    reg(e, PGM_VIRT_HANDLER_ALL, AS1, 0x2000, 0x1000);
+    uint64_t v = 0x1234;
+    struct pgm_gva_fault f;
+    /* A span over VA 0x1ffc..0x2003: only its second piece is covered. */
+    assert_int_equal(pgm_write_gva(e->vcpu, 0x1ffc, &v, 8, 0, PGM_ORIGIN_GUEST, &f), 0);
+    audit(e);
+    assert_true(e->c.n == 1 && e->c.write && e->c.gva == 0x2000 && e->c.gpa == 0x11000 &&
+                e->c.size == 4 && e->c.value == 0);
+    assert_true(peek(e, 0x10ffc) >> 32 == 0 && (uint32_t)peek(e, 0x10ffc) == 0x1234);
+    e->c.answer = PGM_HANDLER_HANDLED;
+    e->c.fill = 0xee;
+    uint64_t r = 0;
+    assert_int_equal(pgm_read_gva(e->vcpu, 0x2010, &r, 8, 0, PGM_ORIGIN_GUEST, &f), 0);
+    assert_true(e->c.n == 2 && r == 0xeeeeeeeeeeeeeeeeull);
+    assert_int_equal(pgm_read_gva_simple(e->vcpu, 0x2000, &r, 8, 0, &f), 0);
+    assert_int_equal(e->c.n, 2);
+    assert_true(r == 0x2222222200000000ull); /* the write's upper half landed (DEFAULT) */
+    audit(e);
+}
+
 int
 main(void)
 {
@@ -596,6 +622,7 @@ main(void)
         T(test_trap0e_emulates_into_handler), T(test_hypervisor_handler),
         T(test_address_spaces), T(test_remap_seen_at_fault), T(test_vmm_table_write),
         T(test_cr3_and_mode_change), T(test_register_errors), T(test_range_removed_and_added),
+        T(test_gva_accesses),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
