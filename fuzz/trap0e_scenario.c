@@ -144,6 +144,7 @@
  */
 #include "trap0e_scenario.h"
 #include "trap0e_handlers.h"
+#include "trap0e_virt.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -1104,6 +1105,7 @@ trap0e_run(const uint8_t *data, size_t size, const struct trap0e_opts *opts)
     struct run *r = &run;
     memset(r, 0, sizeof(*r));
     t0x_begin();
+    t0v_begin(NULL);
     r->opts = opts;
     r->prev = ram_a;
     r->now = ram_b;
@@ -1185,8 +1187,9 @@ trap0e_run(const uint8_t *data, size_t size, const struct trap0e_opts *opts)
     while (off < size && counter < MAX_OPS) {
         unsigned code = data[off];
         /* low nibbles 9 and 10 are the handler / access-API families
-         * (trap0e_handlers.c); 11..15 alias 2..6 */
-        unsigned kind = (code & 15) == 9 || (code & 15) == 10 ? code & 15 : (code & 15) % 9;
+         * (trap0e_handlers.c), 11 virtual handlers (trap0e_virt.c);
+         * 12..15 alias 3..6 */
+        unsigned kind = (code & 15) >= 9 && (code & 15) <= 11 ? code & 15 : (code & 15) % 9;
         unsigned fl = code >> 4;
         unsigned a0 = (unsigned)get(data, size, off + 1, 1), a1 = (unsigned)get(data, size, off + 2, 1);
         unsigned a2 = (unsigned)get(data, size, off + 3, 1), a3 = (unsigned)get(data, size, off + 4, 1);
@@ -1303,6 +1306,14 @@ trap0e_run(const uint8_t *data, size_t size, const struct trap0e_opts *opts)
             ext_after(r, &c, kind == 9 ? "handler/MMIO op" : "gva op");
             break;
         }
+        case 11: { /* virtual handlers, on the vCPU's address space or another root's */
+            struct pgm_cpu_state st;
+            pgm_get_cpu_state(r->vcpu, &st);
+            uint64_t cr3 = (a2 & 1) ? st.cr3 : (uint64_t)((a2 >> 1) % NROOTS) << 12;
+            t0v_op(r->vm, a0, a1, va_of(r, sel), cr3, opts->inject_failures);
+            after_op(r, "virtual handler op");
+            break;
+        }
         case 8:
             if (!opts->inject_failures)
                 break;
@@ -1334,6 +1345,7 @@ out:
                 (unsigned long long)st.pool_evictions, (unsigned long long)st.shadow_unshadowed);
         memset(&tally, 0, sizeof(tally));
         t0x_print_stats();
+        t0v_print_stats();
     }
     pgm_vm_destroy(vm);
     pgm_soft_backend_fail_after(backend, -1);

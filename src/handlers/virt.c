@@ -194,7 +194,11 @@ resolve_page(struct pgm_vm *vm, struct pgm_virt_h *h, uint64_t idx)
     for (unsigned l = 0; l < PGM_MAX_LEVELS; l++)
         path[l] = UINT64_MAX;
     struct pgm_walk w;
-    if (h->have_ctx && walk_detached(vm, h, gva, &w) == 0 && w.status != PGM_WALK_GP) {
+    /* Outside IA-32e mode a linear address has 32 bits: a page above them
+     * is not in this address space (dispatch never matches it either). */
+    bool ia32e = h->mode == PGM_MODE_AMD64 || h->mode == PGM_MODE_LA57;
+    if (h->have_ctx && (ia32e || gva <= UINT32_MAX) && walk_detached(vm, h, gva, &w) == 0 &&
+        w.status != PGM_WALK_GP) {
         /* The faulting level's table counts too: a write to it may map the page. */
         for (unsigned l = w.last_level; l >= 1 && l <= w.top_level; l++)
             path[l - 1] = w.entry_gpa[l] >> PGM_PAGE_SHIFT;

@@ -69,6 +69,16 @@ check_counts(struct pgm_vm *vm, char *msg, size_t len)
     return rc > 0 ? 1 : 0;
 }
 
+/* Can a vCPU in @mode access linear address @gva (canonical, or 32 bits)? */
+static bool
+linear_in_mode(enum pgm_guest_mode mode, pgm_gva_t gva)
+{
+    if (mode != PGM_MODE_AMD64 && mode != PGM_MODE_LA57)
+        return gva <= UINT32_MAX;
+    unsigned bits = mode == PGM_MODE_LA57 ? 57 : 48;
+    return (uint64_t)((int64_t)(gva << (64 - bits)) >> (64 - bits)) == gva;
+}
+
 /* No shadow leaf of a vCPU in a handler's space maps a covered page wider than the handler allows. */
 static int
 check_shadows(struct pgm_vm *vm, char *msg, size_t len)
@@ -85,6 +95,8 @@ check_shadows(struct pgm_vm *vm, char *msg, size_t len)
                 continue;
             for (uint64_t k = 0; k < h->npages && rc == 0; k++) {
                 pgm_gva_t gva = h->pub.gva + (k << PGM_PAGE_SHIFT);
+                if (!linear_in_mode(vcpu->mode, gva))
+                    continue; /* the guest cannot reach it in this mode */
                 struct pgm_shadow_info si;
                 if (pgm_shadow_lookup_locked(vcpu, gva, &si) != 0 || !si.present)
                     continue;
