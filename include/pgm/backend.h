@@ -10,6 +10,7 @@
 #define PGM_BACKEND_H
 
 #include "types.h"
+#include "vm.h"
 
 /** Most vCPUs a soft backend serves (its MMU keeps a TLB per vCPU id). */
 #define PGM_SOFT_MAX_VCPUS 256
@@ -139,6 +140,25 @@ struct pgm_soft_cpu {
     bool smep, smap, pke;       /**< CR4.SMEP, CR4.SMAP, CR4.PKE */
     bool nxe;                   /**< EFER.NXE */
     uint32_t pkru;              /**< PKRU */
+    /* ---- Hardware-assisted paging (two-dimensional walk). With `nested` set,
+     * `cr3` is the guest's CR3 (a GPA) and the fields above are the guest's
+     * paging state; every guest table access and the final GPA are translated
+     * through the nested tables (SDM 29.3, AMD APM 15.25). */
+    /** PGM_PAGING_NONE (one-dimensional, the default), PGM_PAGING_EPT or PGM_PAGING_NPT. */
+    enum pgm_paging_hw nested;
+    /** HPA of the EPT PML4 / PML5 table (EPTP bits 51:12) or of the NPT top table (nCR3). */
+    pgm_hpa_t nested_root;
+    /** Nested walk length: 4, or 5 (EPTP page-walk length 5; NPT with host CR4.LA57). */
+    unsigned nested_levels;
+    /** EPT: EPTP bit 6, accessed / dirty flags in EPT entries (SDM 29.3.5). */
+    bool ept_ad;
+    /**
+     * NPT: host EFER.NXE at VMRUN: NPT bit 63 is no-execute, else reserved.
+     * The other host bits are fixed by the model: NPT is the long-mode format
+     * with 1 GiB pages, every nested access is a user access (US must be 1 at
+     * every level), host CR4.PKE and SMEP are off.
+     */
+    bool nested_nxe;
 };
 
 /** Outcome of a soft-MMU translation. */
@@ -152,6 +172,15 @@ enum pgm_soft_mmu_status {
      * read whatever is there; here it is an isolation bug in the tables.
      */
     PGM_SOFT_MMU_BAD_HPA,
+    /**
+     * Nested mode: an EPT violation or an AMD-V nested page fault (NPF): a
+     * nested entry was not present or denied the access, or (NPT) had a
+     * reserved bit set (`exit_info1` RSV). `gpa`, `gla`, `guest_walk` and the
+     * raw exit values say which access and why.
+     */
+    PGM_SOFT_MMU_NESTED_FAULT,
+    /** EPT: an EPT misconfiguration (reserved bits, W without R, bad memory type); `gpa` valid. */
+    PGM_SOFT_MMU_NESTED_MISCONFIG,
 };
 
 /** Result of pgm_soft_mmu_translate(). */
@@ -162,11 +191,51 @@ struct pgm_soft_mmu_result {
     void *ptr;            /**< host pointer of the byte (OK) */
     unsigned page_shift;  /**< 12, 21, 22 or 30 */
     bool tlb_hit;         /**< answered from the TLB, without a walk */
+    /* ---- Nested mode (appended) ---- */
+    /** OK: the guest-physical address of the byte; NESTED_*: the faulting GPA. */
+    pgm_gpa_t gpa;
+    /** NESTED_*: the guest-linear address of the access (valid with `gla_valid`). */
+    pgm_gva_t gla;
+    /** False only for the EPT PDPTE loads of a PAE guest (no linear address). */
+    bool gla_valid;
+    /** NESTED_*: the fault was on a guest paging-structure access, not on the final translation. */
+    bool guest_walk;
+    /**
+     * NESTED_FAULT: the nested access, `pgm_access` flags (WRITE for an A/D
+     * update and for table accesses treated as writes, FETCH for a fetch).
+     */
+    uint32_t nested_access;
+    /**
+     * NESTED_FAULT: rights of the nested translation as the CPU reports them:
+     * EPT R/W/X (PGM_EPT_R / W / X) AND-ed over the entries used (qualification
+     * bits 5:3 shifted down; 0 when an entry was not present); NPT the same
+     * bits for present + US / RW / not NX over the entries read.
+     */
+    uint8_t nested_rights;
+    /** EPT violation: the exit qualification (`pgm_vtx_eptv_bits`); 0 otherwise. */
+    uint64_t exit_qual;
+    /** NPF: EXITINFO1 (#PF-style error code + PGM_SVM_NPF_FINAL / GUEST_WALK); 0 otherwise. */
+    uint64_t exit_info1;
+    /** NPF: EXITINFO2, the faulting GPA; 0 otherwise. */
+    uint64_t exit_info2;
 };
 
 /** Soft-MMU counters of one vCPU. */
 struct pgm_soft_mmu_stats {
     uint64_t translations, tlb_hits, walks, faults, flushes, entries_flushed;
+    /* ---- Nested mode (appended) ---- */
+    /** TLB misses answered by a two-dimensional walk (or a nested-only walk with guest paging off). */
+    uint64_t nested_walks;
+    /** NESTED_FAULT and NESTED_MISCONFIG outcomes. */
+    uint64_t nested_faults;
+    /**
+     * Paging-structure entries read by nested-mode walks, guest and nested:
+     * (g + 1) * (n + 1) - 1 for a g-level guest on n-level nested tables with
+     * no cached guest-physical mapping (24 for 4 on 4).
+     */
+    uint64_t nested_refs;
+    /** Guest-physical mappings answered from the soft MMU's GPA cache, without a nested walk. */
+    uint64_t gpa_cache_hits;
 };
 
 /** Number of TLB entries per soft vCPU (fully associative, round-robin replacement). */

@@ -104,6 +104,9 @@ pgm_soft_access(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, void *buf
             return 0;
         case PGM_SOFT_MMU_BAD_HPA:
             return -EIO; /* a shadow entry points at no backend page: pgm_audit says why */
+        case PGM_SOFT_MMU_NESTED_FAULT:
+        case PGM_SOFT_MMU_NESTED_MISCONFIG:
+            return -EIO; /* the soft vCPU is never put in nested mode on a shadow VM */
         case PGM_SOFT_MMU_PF:
             break;
         }
