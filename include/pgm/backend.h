@@ -159,6 +159,11 @@ struct pgm_soft_cpu {
      * every level), host CR4.PKE and SMEP are off.
      */
     bool nested_nxe;
+    /**
+     * Host MAXPHYADDR the nested entries are checked against (bits 51:N are
+     * reserved: EPT misconfiguration / NPF with RSV); 0 means 52.
+     */
+    unsigned nested_maxphyaddr;
 };
 
 /** Outcome of a soft-MMU translation. */

@@ -134,7 +134,8 @@ pgm_soft_mmu_set_cpu(struct pgm_soft_backend *sb, unsigned vcpu, const struct pg
     }
     if (cpu->nested != PGM_PAGING_NONE &&
         ((cpu->nested_levels != 4 && cpu->nested_levels != 5) ||
-         (cpu->nested_root & ~0x000ffffffffff000ull))) {
+         (cpu->nested_root & ~0x000ffffffffff000ull) ||
+         (cpu->nested_maxphyaddr && (cpu->nested_maxphyaddr < 32 || cpu->nested_maxphyaddr > 52)))) {
         pthread_mutex_unlock(&v->lock);
         return -EINVAL;
     }
@@ -145,7 +146,8 @@ pgm_soft_mmu_set_cpu(struct pgm_soft_backend *sb, unsigned vcpu, const struct pg
      * 29.4.1), so those of another root are neither used nor dropped.
      */
     bool nflush = o->nested != cpu->nested || o->nested_levels != cpu->nested_levels ||
-                  o->ept_ad != cpu->ept_ad || o->nested_nxe != cpu->nested_nxe;
+                  o->ept_ad != cpu->ept_ad || o->nested_nxe != cpu->nested_nxe ||
+                  o->nested_maxphyaddr != cpu->nested_maxphyaddr;
     bool flush = o->format != cpu->format || o->pse != cpu->pse || o->pge != cpu->pge ||
                  o->pcide != cpu->pcide || o->nxe != cpu->nxe || nflush;
     struct pgm_soft_cpu old = v->cpu;

@@ -27,7 +27,8 @@
  *     translation. The modelled CPU reports no advanced information
  *     (IA32_VMX_EPT_VPID_CAP bit 22 = 0), so 11:9 are 0; no MBEC, no SSS.
  *   - EPT entries are classified with pgm_vtx_ept_classify() for a CPU with
- *     execute-only, 2 MiB and 1 GiB pages, A/D, MAXPHYADDR 52; a
+ *     execute-only, 2 MiB and 1 GiB pages, A/D, MAXPHYADDR `nested_maxphyaddr`
+ *     (default 52); a
  *     misconfiguration found on the way down ends the walk
  *     (PGM_SOFT_MMU_NESTED_MISCONFIG), permissions are checked on the whole
  *     walk (as KVM's walker does).
@@ -59,13 +60,19 @@
 #include "src/atomics.h"
 #include "src/backends/soft_mmu.h"
 
-/* The modelled VT-x CPU: what EPT entries may contain. */
+/* The modelled VT-x CPU: what EPT entries may contain (MAXPHYADDR set per walk). */
 static const struct pgm_vtx_ept_env soft_ept_env = {
     .caps = { .exec_only = true, .walk4 = true, .walk5 = true, .mt_uc = true, .mt_wb = true,
               .pages_2m = true, .pages_1g = true, .invept = true, .ad = true },
     .maxphyaddr = SOFT_MAXPHY,
     .mbec = false,
 };
+
+static unsigned
+host_maxphy(const struct pgm_soft_cpu *c)
+{
+    return c->nested_maxphyaddr ? c->nested_maxphyaddr : SOFT_MAXPHY;
+}
 
 enum nx_kind {
     NX_OK = 0,
@@ -135,8 +142,10 @@ nested_walk(struct pgm_soft_backend *sb, struct soft_vcpu *v, pgm_gpa_t gpa, uns
     const struct pgm_soft_cpu *c = &v->cpu;
     bool ept = c->nested == PGM_PAGING_EPT;
     bool ad = nested_ad(c);
+    struct pgm_vtx_ept_env ept_env = soft_ept_env;
+    ept_env.maxphyaddr = host_maxphy(c);
     struct pgm_svm_npt_env npt_env = {
-        .maxphyaddr = SOFT_MAXPHY, .levels = c->nested_levels, .nxe = c->nested_nxe,
+        .maxphyaddr = host_maxphy(c), .levels = c->nested_levels, .nxe = c->nested_nxe,
         .gbpages = true,
     };
     uint64_t a_bit = ept ? PGM_EPT_A : PGM_NPT_A, d_bit = ept ? PGM_EPT_D : PGM_NPT_D;
@@ -178,7 +187,7 @@ nested_walk(struct pgm_soft_backend *sb, struct soft_vcpu *v, pgm_gpa_t gpa, uns
             int cls;
             bool leaf;
             if (ept) {
-                cls = pgm_vtx_ept_classify(&soft_ept_env, level, e, NULL);
+                cls = pgm_vtx_ept_classify(&ept_env, level, e, NULL);
                 if (cls == PGM_EPT_NOT_PRESENT) {
                     /* bits 5:3 AND the absent entry's 2:0: zero */
                     *x = (struct nxlate){ .kind = NX_NOT_PRESENT };

@@ -404,12 +404,26 @@ test_ept_misconfig(void **state)
         assert_int_equal(r.gpa, 0x5123);
         assert_int_equal(r.exit_qual, 0);
     }
+    /* bit 46 of the address field: an address with MAXPHYADDR 52 (beyond
+     * the block: BAD_HPA), reserved with MAXPHYADDR 46 (misconfig) */
+    *npte(&h, 0x5000) = data | EPT_L | (1ull << 46);
+    flush(&h, PGM_FLUSH_GPA, 0);
+    struct pgm_soft_mmu_result r = xl(&h, VA, PGM_ACCESS_READ);
+    assert_int_equal(r.status, PGM_SOFT_MMU_BAD_HPA);
+    h.cpu.nested_maxphyaddr = 46;
+    set_cpu(&h);
+    r = xl(&h, VA, PGM_ACCESS_READ);
+    assert_int_equal(r.status, PGM_SOFT_MMU_NESTED_MISCONFIG);
+    assert_int_equal(r.gpa, 0x5123);
+    struct pgm_soft_cpu bad = h.cpu;
+    bad.nested_maxphyaddr = 31;
+    assert_int_equal(pgm_soft_mmu_set_cpu(h.sb, 0, &bad), -EINVAL);
     /* a PDE referencing a table with bit 3 set (6:3 reserved): misconfig on
      * the first guest table access, the PML4E at 0x1018 */
     *npte(&h, 0x5000) = data | EPT_L;
     host64(&h, nt(&h, 2))[0] = nt(&h, 3) | EPT_T | 0x8;
     flush(&h, PGM_FLUSH_GPA, 0);
-    struct pgm_soft_mmu_result r = xl(&h, VA, PGM_ACCESS_READ);
+    r = xl(&h, VA, PGM_ACCESS_READ);
     assert_int_equal(r.status, PGM_SOFT_MMU_NESTED_MISCONFIG);
     assert_int_equal(r.gpa, 0x1018);
     assert_true(r.guest_walk);
@@ -465,6 +479,14 @@ test_npt(void **state)
     assert_npf(&r, 0x5123, 0x10000000dull);
     h.cpu.nested_nxe = true;
     set_cpu(&h);
+    /* bit 50 with host MAXPHYADDR 48: reserved, a final write 0x10000000f */
+    *npte(&h, 0x5000) = data | NPT_L | (1ull << 50);
+    h.cpu.nested_maxphyaddr = 48;
+    set_cpu(&h);
+    r = xl(&h, VA, PGM_ACCESS_WRITE);
+    assert_npf(&r, 0x5123, 0x10000000full);
+    h.cpu.nested_maxphyaddr = 0;
+    set_cpu(&h);
     *npte(&h, 0x5000) = data | NPT_L;
 
     /* guest table page not present: a user write, bit 33: 0x200000006 */
@@ -496,7 +518,7 @@ test_npt(void **state)
     assert_npf(&r, 0x1018, 0x20000000full);
     struct pgm_soft_mmu_stats st;
     pgm_soft_mmu_stats(h.sb, 0, &st);
-    assert_int_equal(st.nested_faults, 9);
+    assert_int_equal(st.nested_faults, 10);
     h_free(&h);
 }
 
