@@ -255,7 +255,15 @@ struct pgm_soft_mmu_stats {
  * that libpgm forgets to request shows up as a stale translation. WP, SMEP,
  * SMAP, PKE and PKRU are applied at access time to the cached rights, as
  * hardware does. PAE: the PDPTEs are read from `cr3` now (the latch).
- * @return 0; -EINVAL (bad vCPU id or format, PAE PDPT not backend memory)
+ * Nested mode (docs/soft-mmu.md): a change of `nested`, `nested_levels`,
+ * `ept_ad`, `nested_nxe` or `nested_maxphyaddr` flushes everything, cached
+ * guest-physical mappings included; a change of `nested_root` flushes
+ * nothing (mappings are tagged with their root). PAE guest on EPT: the
+ * PDPTEs are loaded through EPT now; a nested fault doing so is returned by
+ * the next translation (GLA not valid).
+ * @return 0; -EINVAL (bad vCPU id or format, PAE PDPT not backend memory,
+ *         unknown `nested`, `nested_levels` not 4 or 5, `nested_root` not a
+ *         4 KiB aligned address below 2^52, `nested_maxphyaddr` not 0 or 32..52)
  */
 PGM_API int pgm_soft_mmu_set_cpu(struct pgm_soft_backend *sb, unsigned vcpu,
                                  const struct pgm_soft_cpu *cpu);
@@ -267,6 +275,11 @@ PGM_API int pgm_soft_mmu_set_cpu(struct pgm_soft_backend *sb, unsigned vcpu,
  * the TLB. A TLB entry whose cached rights deny the access raises #PF and is
  * dropped, as on real CPUs; a write through an entry cached with D = 0
  * walks again to set D. Translations live until a flush of their scope.
+ * In nested mode the walk is two-dimensional (every guest table access and
+ * the final GPA through EPT / NPT) and may end in PGM_SOFT_MMU_NESTED_FAULT
+ * or _MISCONFIG with the exit values a CPU would report; combined mappings
+ * are dropped by any flush of their scope, cached guest-physical mappings
+ * only by PGM_FLUSH_GPA / PGM_FLUSH_ALL (INVEPT) or a nested fault on them.
  * @return 0 (result in @p out); -EINVAL for a bad vCPU or NULL pointer
  */
 PGM_API int pgm_soft_mmu_translate(struct pgm_soft_backend *sb, unsigned vcpu, uint64_t va,
