@@ -285,6 +285,19 @@ PGM_API int pgm_soft_mmu_set_cpu(struct pgm_soft_backend *sb, unsigned vcpu,
 PGM_API int pgm_soft_mmu_translate(struct pgm_soft_backend *sb, unsigned vcpu, uint64_t va,
                                    uint32_t access, struct pgm_soft_mmu_result *out);
 
+/**
+ * The guest's own TLB maintenance, executed by the soft CPU itself: INVLPG
+ * (PGM_FLUSH_GVA), MOV CR3 (PGM_FLUSH_PCID or PGM_FLUSH_NONGLOBAL), a CR4.PGE
+ * toggle (PGM_FLUSH_ALL). In nested mode the guest runs these without any VM
+ * exit, so libpgm never sees them; whoever plays the CPU (a test, a software
+ * CPU) calls this. It drops linear and combined mappings only, never the
+ * cached guest-physical mappings: those belong to the hypervisor (INVEPT,
+ * the backend's flush op with PGM_FLUSH_GPA / PGM_FLUSH_ALL). PGM_FLUSH_GPA
+ * here is treated like PGM_FLUSH_ALL. Unknown vCPU or NULL @p req: nothing.
+ */
+PGM_API void pgm_soft_mmu_guest_flush(struct pgm_soft_backend *sb, unsigned vcpu,
+                                      const struct pgm_flush_req *req);
+
 /** Read vCPU @p vcpu's soft-MMU counters (zeros for a vCPU never used). */
 PGM_API void pgm_soft_mmu_stats(struct pgm_soft_backend *sb, unsigned vcpu,
                                 struct pgm_soft_mmu_stats *out);

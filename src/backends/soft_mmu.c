@@ -182,13 +182,10 @@ pgm_soft_mmu_load_root(void *ctx, unsigned vcpu_id, pgm_hpa_t root)
     pthread_mutex_unlock(&v->lock);
 }
 
-void
-pgm_soft_mmu_flush(void *ctx, unsigned vcpu_id, const struct pgm_flush_req *req)
+/* A flush of @req's scope; @guest_only: never the guest-physical mappings. */
+static void
+flush_locked(struct soft_vcpu *v, const struct pgm_flush_req *req, bool guest_only)
 {
-    struct soft_vcpu *v = get_vcpu(ctx, vcpu_id, false);
-    if (!v || !req)
-        return;
-    pthread_mutex_lock(&v->lock);
     switch (req->scope) {
     case PGM_FLUSH_GVA:
         /* INVLPG: the address in that PCID, and any global translation of it. */
@@ -225,9 +222,32 @@ pgm_soft_mmu_flush(void *ctx, unsigned vcpu_id, const struct pgm_flush_req *req)
          * guest-physical mappings: only this one does.
          */
         tlb_flush_all(v, false);
-        soft_gcache_flush(v);
+        if (!guest_only)
+            soft_gcache_flush(v);
         break;
     }
+}
+
+void
+pgm_soft_mmu_flush(void *ctx, unsigned vcpu_id, const struct pgm_flush_req *req)
+{
+    struct soft_vcpu *v = get_vcpu(ctx, vcpu_id, false);
+    if (!v || !req)
+        return;
+    pthread_mutex_lock(&v->lock);
+    flush_locked(v, req, false);
+    pthread_mutex_unlock(&v->lock);
+}
+
+PGM_API void
+pgm_soft_mmu_guest_flush(struct pgm_soft_backend *sb, unsigned vcpu,
+                         const struct pgm_flush_req *req)
+{
+    struct soft_vcpu *v = get_vcpu(sb, vcpu, false);
+    if (!v || !req)
+        return;
+    pthread_mutex_lock(&v->lock);
+    flush_locked(v, req, true);
     pthread_mutex_unlock(&v->lock);
 }
 

@@ -548,6 +548,12 @@ test_tlb_staleness(void **state)
     flush(&h, PGM_FLUSH_PCID, 0);
     r = xl(&h, VA, PGM_ACCESS_READ);
     assert_ok(&r, old, 0x5123);
+    /* The guest's own flush-everything (a CR4.PGE toggle) neither. */
+    struct pgm_flush_req all = { .scope = PGM_FLUSH_ALL };
+    pgm_soft_mmu_guest_flush(h.sb, 0, &all);
+    r = xl(&h, VA, PGM_ACCESS_READ);
+    assert_false(r.tlb_hit);
+    assert_ok(&r, old, 0x5123);
     /* INVEPT: the new page. */
     flush(&h, PGM_FLUSH_GPA, 0x5000);
     r = xl(&h, VA, PGM_ACCESS_READ);
