@@ -64,6 +64,12 @@ enum pgm_exit_reason {
     PGM_EXIT_HANDLER,       /**< a handler returned PGM_HANDLER_EXIT for the access described */
     PGM_EXIT_UNEMULATABLE,  /**< the instruction is outside the emulator's allow-list */
     PGM_EXIT_INVALID,       /**< the bytes at RIP do not decode (the embedder decides: #UD) */
+    /**
+     * pgm_nested_fault() without registers (or without the emulator): the
+     * access at `exit_gpa` (`exit_write`; `exit_size` 0 = unknown) must be
+     * finished by the embedder, e.g. by its own instruction emulator.
+     */
+    PGM_EXIT_EMULATE,
 };
 
 /** Outcome of a fault-path call. */

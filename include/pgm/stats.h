@@ -33,6 +33,17 @@ struct pgm_stats {
     uint64_t pool_hits;        /**< shadow page lookups that found the page */
     uint64_t pool_misses;      /**< shadow page lookups that did not */
     uint64_t pool_evictions;   /**< shadow pages evicted to make room */
+    uint64_t nested_faults;    /**< pgm_nested_fault calls (EPT violations, NPFs, misconfigs) */
+    uint64_t nested_maps;      /**< nested leaves (or MMIO markers) installed or changed */
+    uint64_t nested_zaps;      /**< nested entries removed */
+    uint64_t nested_flushes;   /**< flush requests for nested entries removed or narrowed (each to every vCPU) */
+    uint64_t nested_splits;    /**< large nested leaves split into a table */
+    uint64_t nested_merges;    /**< tables merged back into one large leaf */
+    uint64_t nested_table_pages; /**< nested table pages now (a gauge, not monotonic) */
+    uint64_t nested_spurious;  /**< nested faults another vCPU had already fixed */
+    uint64_t nested_mmio_fast; /**< MMIO fast-path exits (marker) sent straight to emulation */
+    uint64_t nested_emulations; /**< nested faults finished by emulating the instruction */
+    uint64_t nested_large_maps; /**< 2 MiB / 1 GiB nested leaves installed */
 };
 
 /** Fill @p stats with the VM's counters. */

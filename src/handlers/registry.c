@@ -9,6 +9,7 @@
 #include "src/alloc.h"
 #include "src/handlers/registry.h"
 #include "src/modes/shadow.h"
+#include "src/nested/nested.h"
 #include "src/vm.h"
 
 int
@@ -106,6 +107,8 @@ set_page_states(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size, uint32_t state)
                              __ATOMIC_RELAXED);
             /* Shadows mapped it under the old state: they must fault again. */
             pgm_shadow_unmap_gfn(vm, at >> PGM_PAGE_SHIFT);
+            /* The nested leaf is updated in place (flushed at unlock). */
+            pgm_nested_gfn_changed(vm, at >> PGM_PAGE_SHIFT);
         }
     }
 }
@@ -258,8 +261,10 @@ set_temp_off(struct pgm_vm *vm, pgm_gpa_t gpa, bool off)
      * Turning the handler off only widens what the guest may do: shadows
      * pick that up on the next fault. Re-arming narrows it: unmap now.
      */
-    if (!off)
+    if (!off) {
         pgm_shadow_unmap_gfn(vm, gpa >> PGM_PAGE_SHIFT);
+        pgm_nested_gfn_changed(vm, gpa >> PGM_PAGE_SHIFT);
+    }
     return 0;
 }
 
