@@ -8,6 +8,8 @@
  * a nested VM. pgm_audit after every step.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
 
 #include "tests/unit/nested_env.h"
 
@@ -537,6 +539,86 @@ test_guest_walk(void **state)
     nenv_destroy(&e);
 }
 
+/* ---- several vCPUs: every flush reaches each; concurrent faults and handler changes ---- */
+
+struct racer {
+    struct pgm_vm *vm;
+    struct pgm_vcpu *vcpu;
+    unsigned seed;
+    unsigned resumes, exits;
+};
+
+static void *
+race_faults(void *arg)
+{
+    struct racer *r = arg;
+    struct pgm_fault_out out;
+    for (unsigned i = 0; i < 20000; i++) {
+        r->seed = r->seed * 1103515245u + 12345u;
+        pgm_gpa_t gpa = ((pgm_gpa_t)(r->seed >> 8) % 2048) << 12;
+        uint32_t access = (r->seed & 1) ? PGM_ACCESS_WRITE : 0;
+        if (pgm_nested_fault(r->vcpu, gpa, access, NULL, NULL, &out) != 0)
+            abort();
+        if (out.result == PGM_FAULT_RESUME)
+            r->resumes++;
+        else
+            r->exits++;
+    }
+    return NULL;
+}
+
+static void
+test_vcpus_and_threads(void **state)
+{
+    (void)state;
+    struct nenv e;
+    make_env(&e, PGM_PAGING_EPT, PGM_NESTED_LARGE_2M, true);
+    /* Rebuild the VM with 3 vCPUs over the same backend. */
+    pgm_vm_destroy(e.vm);
+    struct pgm_vm_config cfg;
+    pgm_vm_config_init(&cfg);
+    cfg.paging = PGM_PAGING_EPT;
+    cfg.vcpu_count = 3;
+    cfg.backend = &e.ops;
+    cfg.backend_ctx = e.sb;
+    cfg.nested = &e.ncfg;
+    assert_int_equal(pgm_vm_create(&cfg, &e.vm), 0);
+    assert_int_equal(pgm_phys_add_ram(e.vm, 0, 16ull << 20), 0);
+    assert_int_equal(pgm_nested_info(e.vm, &e.ri), 0);
+    e.vcpu = pgm_vcpu_get(e.vm, 0);
+    uint32_t v = 1;
+    assert_int_equal(hw_access(&e, 0x30000, true, &v, false), PGM_FAULT_RESUME);
+    struct pgm_phys_handler h = { .kind = PGM_HANDLER_WRITE, .gpa = 0x30000, .size = 0x1000,
+                                  .fn = (pgm_phys_handler_fn)(void (*)(void))abort };
+    uint64_t before = g_flush.requests, nf = nstats(&e).nested_flushes;
+    assert_int_equal(pgm_handler_register(e.vm, &h), 0);
+    assert_int_equal(g_flush.requests - before, 3); /* one request, to each vCPU */
+    assert_int_equal(nstats(&e).nested_flushes - nf, 1);
+    assert_int_equal(pgm_handler_deregister(e.vm, 0x30000), 0);
+    audit_ok(&e);
+
+    struct racer r[2] = { { e.vm, pgm_vcpu_get(e.vm, 1), 1, 0, 0 },
+                          { e.vm, pgm_vcpu_get(e.vm, 2), 2, 0, 0 } };
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, race_faults, &r[i]), 0);
+    for (unsigned k = 0; k < 200; k++) {
+        h.gpa = (pgm_gpa_t)(k % 8) << 21 | 0x5000;
+        assert_int_equal(pgm_handler_register(e.vm, &h), 0);
+        assert_int_equal(pgm_handler_deregister(e.vm, h.gpa), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    audit_ok(&e);
+    struct pgm_stats s = nstats(&e);
+    print_message("# threads: %u + %u resumed, %u + %u exits, %llu spurious, %llu splits, "
+                  "%llu merges\n", r[0].resumes, r[1].resumes, r[0].exits, r[1].exits,
+                  (unsigned long long)s.nested_spurious, (unsigned long long)s.nested_splits,
+                  (unsigned long long)s.nested_merges);
+    assert_int_equal(r[0].resumes + r[0].exits, 20000);
+    nenv_destroy(&e);
+}
+
 int
 main(void)
 {
@@ -550,6 +632,7 @@ main(void)
         cmocka_unit_test(test_remove_range),
         cmocka_unit_test(test_info_helpers),
         cmocka_unit_test(test_guest_walk),
+        cmocka_unit_test(test_vcpus_and_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
