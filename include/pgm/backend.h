@@ -259,8 +259,9 @@ struct pgm_soft_mmu_stats {
  * `ept_ad`, `nested_nxe` or `nested_maxphyaddr` flushes everything, cached
  * guest-physical mappings included; a change of `nested_root` flushes
  * nothing (mappings are tagged with their root). PAE guest on EPT: the
- * PDPTEs are loaded through EPT now; a nested fault doing so is returned by
- * the next translation (GLA not valid).
+ * PDPTEs are loaded through EPT when `cr3`, the format or the nested table
+ * changed or the last load faulted (else see pgm_soft_mmu_guest_cr3_load);
+ * a nested fault doing so is returned by the next translation (GLA not valid).
  * @return 0; -EINVAL (bad vCPU id or format, PAE PDPT not backend memory,
  *         unknown `nested`, `nested_levels` not 4 or 5, `nested_root` not a
  *         4 KiB aligned address below 2^52, `nested_maxphyaddr` not 0 or 32..52)
@@ -297,6 +298,19 @@ PGM_API int pgm_soft_mmu_translate(struct pgm_soft_backend *sb, unsigned vcpu, u
  */
 PGM_API void pgm_soft_mmu_guest_flush(struct pgm_soft_backend *sb, unsigned vcpu,
                                       const struct pgm_flush_req *req);
+
+/**
+ * The guest loaded CR3, or wrote CR0 / CR4 in a way that loads the PAE
+ * PDPTEs (SDM 4.4.1), without a VM exit: latch the PDPTEs of a PAE guest
+ * again from `cr3` (through EPT in nested mode; a nested fault doing so is
+ * returned by the next translation). In nested EPT mode
+ * pgm_soft_mmu_set_cpu() with an unchanged `cr3` keeps the latch, so a
+ * guest that edits its PDPT sees the change only after this call, as on
+ * hardware. NPT reads the PDPTEs at each walk (no latch); nothing to do
+ * for other formats.
+ * @return 0; -EINVAL (vCPU never used; PDPT not backend memory outside nested mode)
+ */
+PGM_API int pgm_soft_mmu_guest_cr3_load(struct pgm_soft_backend *sb, unsigned vcpu);
 
 /** Read vCPU @p vcpu's soft-MMU counters (zeros for a vCPU never used). */
 PGM_API void pgm_soft_mmu_stats(struct pgm_soft_backend *sb, unsigned vcpu,

@@ -150,9 +150,20 @@ pgm_soft_mmu_set_cpu(struct pgm_soft_backend *sb, unsigned vcpu, const struct pg
                   o->nested_maxphyaddr != cpu->nested_maxphyaddr;
     bool flush = o->format != cpu->format || o->pse != cpu->pse || o->pge != cpu->pge ||
                  o->pcide != cpu->pcide || o->nxe != cpu->nxe || nflush;
+    /*
+     * PAE guest on EPT: the CPU loads the PDPTEs at MOV CR3 and at the CR0 /
+     * CR4 writes that enter PAE paging (SDM 4.4.1), not whenever the state
+     * is set again: keep the latch while CR3, the mode and the nested table
+     * stay, unless the last load faulted (the MOV CR3 runs again after the
+     * exit). A reload of the same CR3 is pgm_soft_mmu_guest_cr3_load().
+     */
+    bool keep_latch = cpu->nested == PGM_PAGING_EPT && cpu->format == PGM_MODE_PAE &&
+                      o->nested == cpu->nested && o->format == cpu->format &&
+                      o->cr3 == cpu->cr3 && o->nested_root == cpu->nested_root && !nflush &&
+                      !v->pdpte_fault_pending;
     struct pgm_soft_cpu old = v->cpu;
     v->cpu = *cpu;
-    if (!latch_pdptes(sb, v)) {
+    if (!keep_latch && !latch_pdptes(sb, v)) {
         v->cpu = old;
         latch_pdptes(sb, v);
         pthread_mutex_unlock(&v->lock);
@@ -237,6 +248,18 @@ pgm_soft_mmu_flush(void *ctx, unsigned vcpu_id, const struct pgm_flush_req *req)
     pthread_mutex_lock(&v->lock);
     flush_locked(v, req, false);
     pthread_mutex_unlock(&v->lock);
+}
+
+PGM_API int
+pgm_soft_mmu_guest_cr3_load(struct pgm_soft_backend *sb, unsigned vcpu)
+{
+    struct soft_vcpu *v = get_vcpu(sb, vcpu, false);
+    if (!v)
+        return -EINVAL;
+    pthread_mutex_lock(&v->lock);
+    bool ok = latch_pdptes(sb, v);
+    pthread_mutex_unlock(&v->lock);
+    return ok ? 0 : -EINVAL;
 }
 
 PGM_API void

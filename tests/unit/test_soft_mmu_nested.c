@@ -791,15 +791,24 @@ test_legacy_guests(void **state)
             r = xl(&h, va, PGM_ACCESS_READ);
             assert_npf(&r, 0xb008, 0x200000006ull);
         } else {
-            /* Latched: the walk still works from the latch ... */
+            /* Latched: the walk still works from the latch, also when the
+             * same state is set again ... */
+            r = xl(&h, va, PGM_ACCESS_READ);
+            assert_ok(&r, gpa_hpa(&h, 0xe010), 0xe010);
+            set_cpu(&h);
+            flush(&h, PGM_FLUSH_GPA, 0);
             r = xl(&h, va, PGM_ACCESS_READ);
             assert_ok(&r, gpa_hpa(&h, 0xe010), 0xe010);
             /* ... until the next CR3 load, whose PDPTE load (a read, no
              * linear address: bit 0 only) at 0xb000 faults */
-            set_cpu(&h);
+            assert_int_equal(pgm_soft_mmu_guest_cr3_load(h.sb, 0), 0);
             r = xl(&h, va, PGM_ACCESS_READ);
             assert_eptv(&r, 0xb000, 0x1, true);
             assert_false(r.gla_valid);
+            /* the fault stays until the load succeeds (the MOV CR3 runs
+             * again after the exit): set_cpu retries it */
+            r = xl(&h, va, PGM_ACCESS_READ);
+            assert_eptv(&r, 0xb000, 0x1, true);
             *npte(&h, 0xb000) = (h.B + RAM_OFF + 0xb000) | EPT_L;
             set_cpu(&h);
             r = xl(&h, va, PGM_ACCESS_READ);
