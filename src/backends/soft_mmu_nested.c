@@ -463,7 +463,14 @@ soft_nested_translate(struct pgm_soft_backend *sb, struct soft_vcpu *v, uint64_t
             out->tlb_hit = true;
             return;
         }
-        if (need & ~hit->nrights) {
+        if ((access & PGM_ACCESS_WRITE) && !hit->dirty) {
+            /*
+             * Walk again to set guest or nested D: the guest D is set by the
+             * guest walk, before the final GPA is translated, even if that
+             * translation then faults.
+             */
+            hit->valid = false;
+        } else if (need & ~hit->nrights) {
             /* The combined mapping's cached nested rights refuse the access. */
             struct nxlate x = { .kind = NX_DENIED, .nrights = hit->nrights };
             struct nfault_ctx f = { hit->gpa_base | (va & ((1ull << hit->shift) - 1)), va, true,
@@ -471,9 +478,6 @@ soft_nested_translate(struct pgm_soft_backend *sb, struct soft_vcpu *v, uint64_t
             nested_fault(v, &x, &f, out);
             out->tlb_hit = true;
             return;
-        }
-        if ((access & PGM_ACCESS_WRITE) && !hit->dirty) {
-            hit->valid = false; /* walk again to set guest or nested D */
         } else {
             v->stats.tlb_hits++;
             fill_ok(sb, hit, va, out);

@@ -299,6 +299,14 @@ test_ept_rights(void **state)
     /* ... while a read and a fetch pass */
     assert_ok((r = xl(&h, VA, PGM_ACCESS_READ), &r), gpa_hpa(&h, 0x5123), 0x5123);
     assert_ok((r = xl(&h, VA, PGM_ACCESS_FETCH), &r), gpa_hpa(&h, 0x5123), 0x5123);
+    /* The guest D is set by the guest walk before the final GPA faults,
+     * also when a cached (clean) combined mapping answers first. */
+    *guest64(&h, 0x4048) &= ~0x40ull;
+    flush(&h, PGM_FLUSH_GVA, VA);
+    assert_ok((r = xl(&h, VA, PGM_ACCESS_READ), &r), gpa_hpa(&h, 0x5123), 0x5123);
+    r = xl(&h, VA, PGM_ACCESS_WRITE);
+    assert_eptv(&r, 0x5123, 0x1aa, false);
+    assert_int_equal(*guest64(&h, 0x4048), 0x5000 | G_T | 0x60);
     /* read + write: a fetch gives bit 2, bits 5:3 = 011, bits 7, 8: 0x19c */
     *npte(&h, 0x5000) = data | 0x30 | 0x3;
     flush(&h, PGM_FLUSH_GPA, 0);
