@@ -198,6 +198,25 @@ soft_access_nested(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, void *
             return rc;
         if (fo.result == PGM_FAULT_RESUME)
             continue;
+        if (fo.result == PGM_FAULT_EXIT && fo.exit_reason == PGM_EXIT_EMULATE && r.guest_walk &&
+            (r.nested_access & PGM_ACCESS_WRITE)) {
+            /*
+             * The CPU's own write to a guest paging-structure entry (an A/D
+             * update, or a table access EPT A/D / NPT count as a write) hit a
+             * page libpgm wants to see written (a WRITE handler, a dirty
+             * log). An emulator would redo the walk with its A/D writes
+             * through the handlers; the soft CPU lets the handlers see a
+             * write of the entry's current value, then walks again.
+             */
+            uint64_t cur;
+            pgm_gpa_t ea = r.gpa & ~7ull;
+            rc = pgm_phys_access_guest(vcpu, ea, &cur, NULL, 8);
+            if (rc == 0)
+                rc = pgm_phys_access_guest(vcpu, ea, NULL, &cur, 8);
+            if (rc < 0 && rc != -ENODEV && rc != PGM_RC_HANDLER_EXIT)
+                return rc;
+            continue;
+        }
         if (fo.result == PGM_FAULT_EXIT && fo.exit_reason == PGM_EXIT_EMULATE && !r.guest_walk) {
             /*
              * The final access must be finished by the embedder's emulator:
