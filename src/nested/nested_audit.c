@@ -5,8 +5,9 @@
  * - every entry is what the hardware would take it for: tables classify as
  *   tables and leaves as leaves under the vendor's own classifier
  *   (pgm_vtx_ept_classify / pgm_svm_npt_classify), and the only other
- *   present entries are libpgm's MMIO markers, at level 1, on GPAs that
- *   want one (MMIO or an ALL handler);
+ *   present entries are libpgm's MMIO markers, at level 1, on GPAs inside a
+ *   range (a marker maps nothing; after temp-off of an ALL handler it stays
+ *   until the next fault there widens it, like any lazily widened leaf);
  * - a table entry points at the child table the engine keeps for it, one
  *   level down, covering the right GPAs; the count of table pages matches;
  * - law 2, isolation: a 4 KiB leaf maps the host page currently backing its
@@ -121,9 +122,14 @@ check_table(struct naudit *a, const struct nested_table *t)
                 return nfail(a, gpa, "empty entry keeps a child table");
             break;
         case NE_MARKER: {
+            /*
+             * A marker maps nothing, so it is never too wide; it may outlive
+             * an ALL handler turned off (widened lazily, like any leaf). But
+             * it must sit on a page of some range: removal zaps its range.
+             */
             struct nested_target tg;
             pgm_nested_target(a->vm, gpa, &tg);
-            if (t->level != 1 || tg.kind != NT_MARKER)
+            if (t->level != 1 || !tg.r)
                 return nfail(a, gpa, "MMIO marker at level %u where none belongs", t->level);
             if (hw != 3)
                 return nfail(a, gpa, "MMIO marker %#" PRIx64 " would not exit", e);
