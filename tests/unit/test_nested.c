@@ -427,6 +427,45 @@ test_handlers(void **state)
     handlers(PGM_PAGING_NPT);
 }
 
+/* ---- 5-level nested tables ---- */
+
+static void
+test_five_levels(void **state)
+{
+    (void)state;
+    for (int f = 0; f < 2; f++) {
+        struct nenv e;
+        memset(&e, 0, sizeof(e));
+        assert_int_equal(nenv_create(&e, formats[f], 0, true, 0), 0);
+        /* Recreate with a 5-level walk (EPT: the capability bit too). */
+        pgm_vm_destroy(e.vm);
+        e.ncfg.levels = 5;
+        e.ncfg.ept_caps |= 1ull << 7;
+        assert_int_equal(nenv_create_vm(&e), 0);
+        assert_int_equal(e.ri.levels, 5);
+        const pgm_gpa_t high = 1ull << 48; /* needs the fifth level */
+        assert_int_equal(pgm_phys_add_ram(e.vm, high, 1ull << 20), 0);
+        uint32_t v = 0x55aa;
+        assert_int_equal(hw_access(&e, high + 0x3000, true, &v, false), PGM_FAULT_RESUME);
+        assert_int_equal(hw_walk(&e, high + 0x3000, PGM_ACCESS_WRITE).res, HW_OK);
+        assert_int_equal(nstats(&e).nested_table_pages, 5);
+        uint32_t back;
+        assert_int_equal(pgm_phys_read(e.vm, high + 0x3000, &back, 4), 0);
+        assert_int_equal(back, 0x55aa);
+        if (formats[f] == PGM_PAGING_EPT) {
+            uint64_t eptp;
+            struct pgm_vtx_ept_caps caps;
+            struct pgm_vtx_eptp d;
+            assert_int_equal(pgm_nested_root(e.vm, &eptp), 0);
+            pgm_vtx_decode_ept_caps(e.ncfg.ept_caps, &caps);
+            assert_int_equal(pgm_vtx_eptp_check(&caps, 46, eptp, &d), 0);
+            assert_int_equal(d.levels, 5);
+        }
+        audit_ok(&e);
+        nenv_destroy(&e);
+    }
+}
+
 /* ---- range removal ---- */
 
 static void
@@ -629,6 +668,7 @@ main(void)
         cmocka_unit_test(test_mmio),
         cmocka_unit_test(test_misconfig_stale),
         cmocka_unit_test(test_handlers),
+        cmocka_unit_test(test_five_levels),
         cmocka_unit_test(test_remove_range),
         cmocka_unit_test(test_info_helpers),
         cmocka_unit_test(test_guest_walk),
