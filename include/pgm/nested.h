@@ -133,8 +133,8 @@ PGM_API int pgm_nested_info_from_event(const struct pgm_hwvirt_event *ev,
  *                valid GVA in @p info, `address` = that GVA
  * @param out     the outcome: RESUME, EMULATED, EXIT or INJECT
  * @return 0 with the outcome in @p out; -EINVAL (NULL @p vcpu / @p out, not
- *         a nested-paging VM, unknown access bits, @p gpa beyond the guest's
- *         MAXPHYADDR); -ENOMEM (a table or page could not be allocated:
+ *         a nested-paging VM, unknown access bits, @p gpa beyond what the
+ *         nested walk covers: 2^48 with 4 levels, 2^57 with 5); -ENOMEM (a table or page could not be allocated:
  *         nothing changed, the call may be retried)
  */
 PGM_API int pgm_nested_fault(struct pgm_vcpu *vcpu, pgm_gpa_t gpa, uint32_t access,

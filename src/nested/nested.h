@@ -123,6 +123,12 @@ pgm_nested_span(unsigned level)
 {
     return 1ull << (PGM_PAGE_SHIFT + 9 * (level - 1));
 }
+/* GPAs the tree can map: 2^48 with 4 levels, 2^57 with 5 (beyond: never touched). */
+static inline bool
+pgm_nested_reaches(const struct pgm_nested *n, pgm_gpa_t gpa)
+{
+    return (gpa >> (PGM_PAGE_SHIFT + 9 * n->levels)) == 0;
+}
 static inline unsigned
 pgm_nested_index(pgm_gpa_t gpa, unsigned level)
 {

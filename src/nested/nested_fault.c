@@ -115,9 +115,15 @@ pgm_nested_fault(struct pgm_vcpu *vcpu, pgm_gpa_t gpa, uint32_t access,
         access == (PGM_ACCESS_WRITE | PGM_ACCESS_FETCH))
         return -EINVAL;
     struct pgm_vm *vm = vcpu->vm;
-    if (gpa >> vm->cfg.features.maxphyaddr)
-        return -EINVAL;
     struct pgm_nested *n = vm->nested;
+    /*
+     * The hardware reports GPAs its walk length covers (48 bits for 4
+     * levels); beyond that an index would alias a lower GPA's entry. A GPA
+     * above the guest's CPUID MAXPHYADDR is possible (the CPU checks guest
+     * entries against the host width) and is simply unassigned space.
+     */
+    if (!pgm_nested_reaches(n, gpa))
+        return -EINVAL;
     memset(out, 0, sizeof(*out));
     struct nested_target tgt;
 

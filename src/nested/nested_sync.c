@@ -33,6 +33,8 @@ pgm_nested_gfn_changed(struct pgm_vm *vm, uint64_t gfn)
     if (!n)
         return;
     pgm_gpa_t gpa = gfn << PGM_PAGE_SHIFT;
+    if (!pgm_nested_reaches(n, gpa))
+        return; /* RAM the nested walk cannot reach has no entry (and must not alias one) */
     unsigned level;
     struct nested_table *t;
     uint64_t *slot = pgm_nested_slot(n, gpa, &level, &t);

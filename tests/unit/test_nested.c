@@ -184,7 +184,7 @@ first_touch(enum pgm_paging_hw fmt, bool blocks)
     /* Bad arguments. */
     assert_int_equal(pgm_nested_fault(e.vcpu, gpa, PGM_ACCESS_WRITE | PGM_ACCESS_FETCH, NULL,
                                       NULL, &e.out), -EINVAL);
-    assert_int_equal(pgm_nested_fault(e.vcpu, 1ull << 52, 0, NULL, NULL, &e.out), -EINVAL);
+    assert_int_equal(pgm_nested_fault(e.vcpu, 1ull << 48, 0, NULL, NULL, &e.out), -EINVAL);
     assert_int_equal(pgm_nested_fault(e.vcpu, gpa, 0, NULL, NULL, NULL), -EINVAL);
     nenv_destroy(&e);
 }
@@ -449,6 +449,7 @@ test_five_levels(void **state)
         assert_int_equal(hw_access(&e, high + 0x3000, true, &v, false), PGM_FAULT_RESUME);
         assert_int_equal(hw_walk(&e, high + 0x3000, PGM_ACCESS_WRITE).res, HW_OK);
         assert_int_equal(nstats(&e).nested_table_pages, 5);
+        assert_int_equal(pgm_nested_fault(e.vcpu, 1ull << 57, 0, NULL, NULL, &e.out), -EINVAL);
         uint32_t back;
         assert_int_equal(pgm_phys_read(e.vm, high + 0x3000, &back, 4), 0);
         assert_int_equal(back, 0x55aa);
@@ -464,6 +465,29 @@ test_five_levels(void **state)
         audit_ok(&e);
         nenv_destroy(&e);
     }
+}
+
+/* RAM beyond a 4-level walk's reach: refused, and its changes never touch low entries. */
+static void
+test_beyond_reach(void **state)
+{
+    (void)state;
+    struct nenv e;
+    make_env(&e, PGM_PAGING_EPT, 0, true);
+    const pgm_gpa_t far = 1ull << 48; /* aliases GPA 0 in a 4-level tree */
+    assert_int_equal(pgm_phys_add_ram(e.vm, far, 1ull << 20), 0);
+    uint32_t v = 3;
+    assert_int_equal(hw_access(&e, 0x0, true, &v, false), PGM_FAULT_RESUME);
+    assert_int_equal(pgm_nested_fault(e.vcpu, far, PGM_ACCESS_WRITE, NULL, NULL, &e.out), -EINVAL);
+    struct pgm_phys_handler h = { .kind = PGM_HANDLER_WRITE, .gpa = far, .size = 0x1000,
+                                  .fn = (pgm_phys_handler_fn)(void (*)(void))abort };
+    assert_int_equal(pgm_handler_register(e.vm, &h), 0);
+    assert_true(hw_walk(&e, 0x0, PGM_ACCESS_WRITE).writable); /* GPA 0 untouched */
+    assert_int_equal(pgm_handler_deregister(e.vm, far), 0);
+    assert_int_equal(pgm_phys_remove(e.vm, far), 0);
+    assert_true(hw_walk(&e, 0x0, PGM_ACCESS_WRITE).writable);
+    audit_ok(&e);
+    nenv_destroy(&e);
 }
 
 /* ---- range removal ---- */
@@ -669,6 +693,7 @@ main(void)
         cmocka_unit_test(test_misconfig_stale),
         cmocka_unit_test(test_handlers),
         cmocka_unit_test(test_five_levels),
+        cmocka_unit_test(test_beyond_reach),
         cmocka_unit_test(test_remove_range),
         cmocka_unit_test(test_info_helpers),
         cmocka_unit_test(test_guest_walk),
