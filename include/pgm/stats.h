@@ -56,7 +56,11 @@ PGM_API void pgm_stats(struct pgm_vm *vm, struct pgm_stats *stats);
  * never wider than the guest allows, never writable while the guest D bit is
  * clear, the page is a shadowed guest table or has a handler; no shadow
  * table page is mapped to the guest; parent links and reverse maps mirror
- * the present entries.
+ * the present entries. On a nested-paging VM (EPT / NPT) it checks the
+ * nested tree instead: every entry is what the vendor classifier says,
+ * every leaf maps the page backing its GPA no wider than the page's state
+ * allows, large leaves cover eligible windows, and no narrowed entry waits
+ * for its flush (docs/nested.md).
  * @param vm   the VM
  * @param msg  receives a description of the first violation (may be NULL)
  * @param len  size of @p msg

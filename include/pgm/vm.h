@@ -128,7 +128,9 @@ PGM_API void pgm_vm_config_init(struct pgm_vm_config *cfg);
  * @param cfg  configuration (copied)
  * @param out  receives the VM
  * @return 0, -EINVAL (bad or missing field, nonzero reserved bytes, MAXPHYADDR
- *         out of 32..52, a paging mode not implemented yet), -ENOMEM
+ *         out of 32..52, an unknown paging mode, `nested` set for a
+ *         non-nested mode or a nested configuration the vendor parameters
+ *         refuse: see struct pgm_nested_config), -ENOMEM
  */
 PGM_API int pgm_vm_create(const struct pgm_vm_config *cfg, struct pgm_vm **out);
 
