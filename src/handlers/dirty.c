@@ -92,6 +92,19 @@ dirty_write(struct pgm_vcpu *vcpu, pgm_gpa_t gpa, void *buf, size_t size, bool w
     return PGM_HANDLER_DEFAULT; /* the write itself lands normally */
 }
 
+bool
+pgm_dirty_wp_claim(struct pgm_vm *vm, pgm_gpa_t gpa)
+{
+    const struct pgm_phys_handler *h = pgm_handler_find(vm, gpa);
+    if (!h || h->kind != PGM_HANDLER_WRITE || h->fn != dirty_write)
+        return false;
+    /* Exactly what dirty_write does for a write, minus the bytes it ignores. */
+    struct pgm_dirty_log *log = h->user;
+    uint64_t page = (gpa - log->gpa) >> PGM_PAGE_SHIFT;
+    __atomic_fetch_or(&log->bits[page / 64], 1ull << (page % 64), __ATOMIC_RELAXED);
+    return pgm_handler_temp_off(vm, gpa & PGM_PAGE_MASK) == 0;
+}
+
 /* The log starting at @gpa (VM lock held). */
 static struct pgm_dirty_log **
 find_log(struct pgm_vm *vm, pgm_gpa_t gpa)

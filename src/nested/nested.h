@@ -164,6 +164,13 @@ void pgm_nested_request_flush(struct pgm_nested *n, pgm_gpa_t gpa, unsigned leve
 void pgm_nested_target(struct pgm_vm *vm, pgm_gpa_t gpa, struct nested_target *t);
 /* Is @gpa inside a D-bit dirty log (its leaves must keep D clear)? (dirty.c) */
 bool pgm_dirty_dbit_overlaps(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size);
+/*
+ * A write fault on a page whose only WRITE handler is a write-protect dirty
+ * log: record the page and turn the handler off for it, as the log's
+ * callback would, so the write needs no emulation. VM lock NOT held.
+ * Returns false when the page's handler is something else. (dirty.c)
+ */
+bool pgm_dirty_wp_claim(struct pgm_vm *vm, pgm_gpa_t gpa);
 /* A write libpgm saw or harvested: set @gpa's bit in a D-bit log covering it (dirty.c). */
 void pgm_dirty_dbit_note(struct pgm_vm *vm, pgm_gpa_t gpa);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "pgm/nested.h"
+#include "src/handlers/registry.h"
 #include "src/nested/nested.h"
 #include "src/vm.h"
 
@@ -142,6 +143,7 @@ pgm_nested_fault(struct pgm_vcpu *vcpu, pgm_gpa_t gpa, uint32_t access,
         }
     }
 
+    bool claimed = false;
     for (unsigned attempt = 0;; attempt++) {
         pgm_vm_lock(vm);
         if (attempt == 0)
@@ -166,6 +168,18 @@ pgm_nested_fault(struct pgm_vcpu *vcpu, pgm_gpa_t gpa, uint32_t access,
                 return rc;
             out->result = PGM_FAULT_RESUME;
             return 0;
+        }
+        if (!claimed && tgt.kind == NT_MAP && (access & PGM_ACCESS_WRITE) && tgt.pg &&
+            tgt.r->kind == PGM_PHYS_RAM && pgm_page_handler_state(tgt.pg) == PGM_HANDLER_WRITE) {
+            /*
+             * Write-protect dirty logging: log the page and map it writable
+             * (what the log's callback does) instead of emulating the write.
+             * Either way, start over: the state may have changed unlocked.
+             */
+            pgm_vm_unlock(vm);
+            claimed = true;
+            (void)pgm_dirty_wp_claim(vm, gpa);
+            continue;
         }
         if (tgt.materialize && (access & PGM_ACCESS_WRITE) && attempt < 2) {
             /* First write to never-written RAM: allocate it, then map it. */

@@ -220,6 +220,8 @@ dirty_rounds(enum pgm_paging_hw fmt, uint32_t flags)
                 assert_false(w.writable && (ref[p / 64] >> (p % 64) & 1));
         }
     }
+    /* No guest write was emulated: a WP log claims the page at the fault. */
+    assert_int_equal(nstats(&e).nested_emulations, 0);
     if (dbit)
         assert_int_equal(nstats(&e).handler_calls, cb_before); /* no callback at all */
     /* Nothing written: nothing reported. */
