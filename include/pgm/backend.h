@@ -164,6 +164,12 @@ struct pgm_soft_cpu {
      * reserved: EPT misconfiguration / NPF with RSV); 0 means 52.
      */
     unsigned nested_maxphyaddr;
+    /**
+     * MAXPHYADDR for the entries of the tables at `cr3` (the guest's in
+     * nested mode): bits 51:M (62:M in PAE entries) are reserved, and
+     * PSE-36 uses M = min(M, 40). 0 means 52. A change flushes the TLB.
+     */
+    unsigned guest_maxphyaddr;
 };
 
 /** Outcome of a soft-MMU translation. */
@@ -264,7 +270,8 @@ struct pgm_soft_mmu_stats {
  * a nested fault doing so is returned by the next translation (GLA not valid).
  * @return 0; -EINVAL (bad vCPU id or format, PAE PDPT not backend memory,
  *         unknown `nested`, `nested_levels` not 4 or 5, `nested_root` not a
- *         4 KiB aligned address below 2^52, `nested_maxphyaddr` not 0 or 32..52)
+ *         4 KiB aligned address below 2^52, `nested_maxphyaddr` or
+ *         `guest_maxphyaddr` not 0 or 32..52)
  */
 PGM_API int pgm_soft_mmu_set_cpu(struct pgm_soft_backend *sb, unsigned vcpu,
                                  const struct pgm_soft_cpu *cpu);

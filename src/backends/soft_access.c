@@ -106,6 +106,7 @@ load_nested_state(struct pgm_vcpu *vcpu)
          * set here bit 63 is never taken for reserved by mistake. */
         .nested_nxe = true,
         .nested_maxphyaddr = ni.host_maxphyaddr,
+        .guest_maxphyaddr = vcpu->vm->cfg.features.maxphyaddr,
     };
     return pgm_soft_mmu_set_cpu(vcpu->vm->be_ctx, vcpu->id, &cpu);
 }

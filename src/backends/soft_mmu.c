@@ -127,8 +127,9 @@ pgm_soft_mmu_set_cpu(struct pgm_soft_backend *sb, unsigned vcpu, const struct pg
         return -EINVAL;
     pthread_mutex_lock(&v->lock);
     const struct pgm_soft_cpu *o = &v->cpu;
-    if (cpu->nested != PGM_PAGING_NONE && cpu->nested != PGM_PAGING_EPT &&
-        cpu->nested != PGM_PAGING_NPT) {
+    if ((cpu->nested != PGM_PAGING_NONE && cpu->nested != PGM_PAGING_EPT &&
+         cpu->nested != PGM_PAGING_NPT) ||
+        (cpu->guest_maxphyaddr && (cpu->guest_maxphyaddr < 32 || cpu->guest_maxphyaddr > 52))) {
         pthread_mutex_unlock(&v->lock);
         return -EINVAL;
     }
@@ -149,7 +150,8 @@ pgm_soft_mmu_set_cpu(struct pgm_soft_backend *sb, unsigned vcpu, const struct pg
                   o->ept_ad != cpu->ept_ad || o->nested_nxe != cpu->nested_nxe ||
                   o->nested_maxphyaddr != cpu->nested_maxphyaddr;
     bool flush = o->format != cpu->format || o->pse != cpu->pse || o->pge != cpu->pge ||
-                 o->pcide != cpu->pcide || o->nxe != cpu->nxe || nflush;
+                 o->pcide != cpu->pcide || o->nxe != cpu->nxe ||
+                 o->guest_maxphyaddr != cpu->guest_maxphyaddr || nflush;
     /*
      * PAE guest on EPT: the CPU loads the PDPTEs at MOV CR3 and at the CR0 /
      * CR4 writes that enter PAE paging (SDM 4.4.1), not whenever the state
@@ -311,13 +313,20 @@ structural_ec(const struct pgm_soft_cpu *c, uint32_t access, bool rsvd)
            (fetch && (c->smep || (c->nxe && c->format >= PGM_MODE_PAE)) ? PGM_PFEC_ID : 0);
 }
 
-/* Reserved bits of entry @e at @level in the vCPU's format (host CPUID). */
+/*
+ * Reserved bits of entry @e at @level in the vCPU's format, for MAXPHYADDR
+ * `guest_maxphyaddr` (0: the host's 52). PSE-36: M = min(MAXPHYADDR, 40),
+ * PDE bits 21:(M - 19) reserved (SDM 4.3).
+ */
 static uint64_t
 rsvd_bits(const struct pgm_soft_cpu *c, unsigned level, uint64_t e)
 {
-    if (c->format == PGM_MODE_32BIT)
-        return level == 2 && c->pse && (e & E_PS) ? bits(21, 21) : 0; /* PSE-36, M = 40 */
-    uint64_t r = bits(HOST_MAXPHY, c->format == PGM_MODE_PAE ? 62 : 51);
+    unsigned maxphy = c->guest_maxphyaddr ? c->guest_maxphyaddr : HOST_MAXPHY;
+    if (c->format == PGM_MODE_32BIT) {
+        unsigned m = maxphy < 40 ? maxphy : 40;
+        return level == 2 && c->pse && (e & E_PS) ? bits(m - 19, 21) : 0;
+    }
+    uint64_t r = bits(maxphy, c->format == PGM_MODE_PAE ? 62 : 51);
     if (!c->nxe)
         r |= E_XD;
     bool ps = e & E_PS;
