@@ -134,7 +134,10 @@ expect_fault(const struct world *w, enum nx k, unsigned rights, uint64_t gpa, bo
     }
     x->status = PGM_SOFT_MMU_NESTED_FAULT;
     if (!w->npt) {
-        x->qual = acc | (k == N_NOTP ? 0 : (uint64_t)rights << 3) | 0x80 |
+        /* bit 7 (GLA valid) is clear only for the PAE PDPTE loads (acc 0x100 marks them) */
+        bool gla = !(acc & 0x100);
+        acc &= 7;
+        x->qual = acc | (k == N_NOTP ? 0 : (uint64_t)rights << 3) | (gla ? 0x80 : 0) |
                   (guest_walk ? 0 : 0x100);
     } else {
         x->info1 = 0x4 | (k == N_NOTP ? 0 : 1) | (k == N_RSVD ? 8 : 0) | ((acc & 2) ? 2 : 0) |
@@ -158,13 +161,14 @@ test_random_2d_vs_models(void **state)
     uint8_t *before = test_calloc(1, gsize);
     uint64_t seed = 0x2d2d2d2d12345ull;
     unsigned compared = 0, ok = 0, pf = 0, nf_walk = 0, nf_final = 0, nf_ad = 0, misc = 0;
-    static const enum pgm_guest_mode modes[] = { PGM_MODE_32BIT, PGM_MODE_AMD64, PGM_MODE_LA57 };
+    static const enum pgm_guest_mode modes[] = { PGM_MODE_32BIT, PGM_MODE_PAE, PGM_MODE_AMD64,
+                                                 PGM_MODE_LA57 };
 
-    for (unsigned n = 0; n < 120000; n++) {
-        enum pgm_guest_mode m = modes[n % 3];
+    for (unsigned n = 0; n < 160000; n++) {
+        enum pgm_guest_mode m = modes[n % 4];
         bool wide = m != PGM_MODE_32BIT;
         unsigned es = wide ? 8 : 4;
-        w.npt = (n / 3) & 1;
+        w.npt = (n / 4) & 1;
         w.ept_ad = !w.npt && (rnd(&seed) & 1);
         w.nxe = rnd(&seed) % 4 != 0;
         for (unsigned i = 1; i <= NG; i++) {
@@ -202,6 +206,14 @@ test_random_2d_vs_models(void **state)
             .nested_levels = 4, .ept_ad = w.ept_ad, .nested_nxe = w.nxe,
             .guest_maxphyaddr = (unsigned[]){ 36, 40, 46, 52 }[rnd(&seed) % 4],
         };
+        if (m == PGM_MODE_PAE) {
+            /* PDPTEs must be loadable (P plus an address, SDM 4.4.1) */
+            cpu.cr3 &= ~0xfffull;
+            for (unsigned i = 0; i < 4; i++) {
+                uint64_t v = (rnd(&seed) % 4) ? (0x1000ull * (1 + rnd(&seed) % NG)) | 1 : 0;
+                memcpy(gpage(&w, (unsigned)(cpu.cr3 >> 12)) + 8 * i, &v, 8);
+            }
+        }
         /* fresh caches for every case: a change of nested mode drops everything */
         struct pgm_soft_cpu off = { .format = PGM_MODE_REAL };
         assert_int_equal(pgm_soft_mmu_set_cpu(w.sb, 0, &off), 0);
@@ -228,7 +240,7 @@ test_random_2d_vs_models(void **state)
         /* the guest dimension: the SDM model over guest-physical memory */
         struct sdm_mem mem = { .bytes = image, .size = gsize };
         struct sdm_cpu mc = {
-            .mode = m == PGM_MODE_32BIT ? SDM_MODE_32BIT :
+            .mode = m == PGM_MODE_32BIT ? SDM_MODE_32BIT : m == PGM_MODE_PAE ? SDM_MODE_PAE :
                     m == PGM_MODE_AMD64 ? SDM_MODE_4LEVEL : SDM_MODE_5LEVEL,
             .cr3 = cpu.cr3, .cr0_wp = cpu.wp, .cr4_pse = cpu.pse, .cr4_smep = cpu.smep,
             .cr4_smap = cpu.smap, .cr4_pke = cpu.pke, .efer_nxe = cpu.nxe, .pkru = cpu.pkru,
@@ -238,6 +250,9 @@ test_random_2d_vs_models(void **state)
             .kind = kind == 1 ? SDM_WRITE : kind == 2 ? SDM_FETCH : SDM_READ,
             .priv = who == 1 ? SDM_PRIV_USER : who == 2 ? SDM_PRIV_IMPLICIT : SDM_PRIV_SUPERVISOR,
         };
+        if (m == PGM_MODE_PAE)
+            for (unsigned i = 0; i < 4; i++)
+                memcpy(&mc.pdpte[i], image + cpu.cr3 + 8 * i, 8);
         struct sdm_result mr;
         sdm_translate(&mem, &mc, va, &ma, &mr);
         if (mr.outcome == SDM_GP)
@@ -248,7 +263,21 @@ test_random_2d_vs_models(void **state)
         bool table_write = w.npt || w.ept_ad;
         unsigned tacc = 1u | (table_write ? 2u : 0); /* qualification bits of a table access */
         unsigned fault_level = 0;
-        for (unsigned l = mr.top_level; l >= mr.last_level && l >= 1; l--) {
+        if (m == PGM_MODE_PAE && !w.npt) {
+            /* EPT latches the four PDPTEs when CR3 is set: reads, no GLA
+             * (SDM 29.3.3.2, table 28-7 bit 7); the first refused one is
+             * reported by the next translation */
+            for (unsigned i = 0; i < 4 && x.status < 0; i++) {
+                unsigned rights;
+                enum nx k = nested_model(&w, cpu.cr3 + 8 * i, 1u, &rights);
+                if (k != N_OK)
+                    expect_fault(&w, k, rights, cpu.cr3 + 8 * i, true, 0x101, &x);
+            }
+        }
+        for (unsigned l = mr.top_level; x.status < 0 && l >= mr.last_level && l >= 1; l--) {
+            /* the PDPTE: latched with EPT, read at each walk with NPT */
+            if (m == PGM_MODE_PAE && l == 3 && !w.npt)
+                continue;
             unsigned rights;
             enum nx k = nested_model(&w, mr.entry_gpa[l], table_write ? 3u : 1u, &rights);
             if (k != N_OK) {
