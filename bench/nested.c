@@ -14,6 +14,12 @@
  *                       handler; and the same exit without the marker
  *                       (a not-present violation: the table walk first)
  *
+ *   dirty-log round    one round of a dirty log over N pages, every page
+ *                      written once: per page, the first-write fault
+ *                      (write-protect: claimed at the fault, no emulation;
+ *                      EPT D bits: no fault, the D bit set as the CPU would)
+ *                      plus pgm_dirty_log_get_and_clear's share
+ *
  * and the memory overhead of 1 GiB of guest RAM fully touched (one write per
  * 4 KiB page, through a nested-table walk done here as the CPU would, a
  * fault where it stops): nested table pages (and KiB) with 4 KiB leaves,
@@ -199,6 +205,52 @@ mmio_exit(struct pgm_soft_backend *sb, enum pgm_paging_hw fmt, bool marker)
     return t;
 }
 
+/* ns per page of a dirty-log round: first writes (faults in WP mode) + harvest. */
+static double
+dirty_round(struct pgm_soft_backend *sb, bool dbit, unsigned pages, double *harvest_ns)
+{
+    struct pgm_vm *vm = make_vm(sb, PGM_PAGING_EPT, dbit ? PGM_NESTED_EPT_AD : 0);
+    uint64_t size = (uint64_t)pages << 12;
+    if (pgm_phys_add_ram(vm, 0, size) < 0)
+        die("add_ram");
+    struct pgm_vcpu *vcpu = pgm_vcpu_get(vm, 0);
+    struct pgm_fault_out out;
+    for (unsigned p = 0; p < pages; p++) /* mapped writable before the log starts */
+        pgm_nested_fault(vcpu, (uint64_t)p << 12, PGM_ACCESS_WRITE, NULL, NULL, &out);
+    if (pgm_dirty_log_start(vm, 0, size) < 0)
+        die("dirty_log_start");
+    struct pgm_nested_root_info ri;
+    pgm_nested_info(vm, &ri);
+    uint64_t *bits = calloc((pages + 63) / 64, sizeof(uint64_t));
+    double t0 = now_ns();
+    for (unsigned p = 0; p < pages; p++) {
+        uint64_t gpa = (uint64_t)p << 12;
+        if (dbit) {
+            /* The CPU sets D in the leaf (4 levels, 4 KiB leaves here). */
+            uint64_t table = ri.root;
+            for (unsigned level = 4; level > 1; level--)
+                table = ((uint64_t *)ops.hpa_to_ptr(sb, table))[(gpa >> (12 + 9 * (level - 1))) & 511] &
+                        0x000ffffffffff000ull;
+            uint64_t *leaf = &((uint64_t *)ops.hpa_to_ptr(sb, table))[(gpa >> 12) & 511];
+            __atomic_fetch_or(leaf, PGM_EPT_D, __ATOMIC_RELAXED);
+        } else if (pgm_nested_fault(vcpu, gpa, PGM_ACCESS_WRITE, NULL, NULL, &out) != 0 ||
+                   out.result != PGM_FAULT_RESUME) {
+            die("dirty write fault");
+        }
+    }
+    double t1 = now_ns();
+    if (pgm_dirty_log_get_and_clear(vm, 0, bits) < 0)
+        die("get_and_clear");
+    double t2 = now_ns();
+    for (unsigned p = 0; p < pages; p++)
+        if (!(bits[p / 64] >> (p % 64) & 1))
+            die("page not reported");
+    free(bits);
+    pgm_vm_destroy(vm);
+    *harvest_ns = (t2 - t1) / pages;
+    return (t1 - t0) / pages;
+}
+
 /* The CPU's side for the memory test: is @gpa writable through the tables? */
 static int
 hw_writable(struct pgm_soft_backend *sb, const struct pgm_nested_root_info *ri, uint64_t gpa)
@@ -272,6 +324,14 @@ main(int argc, char **argv)
                fast, fast / base);
         printf("nested: %s MMIO exit, not-present violation    %8.1f ns  %6.1fx walk\n", name,
                slow, slow / base);
+    }
+    for (int dbit = 0; dbit < 2; dbit++) {
+        double harvest;
+        double w = dirty_round(sb, dbit, pages, &harvest);
+        printf("nested: EPT dirty log %-6s first write/page    %8.1f ns  %6.1fx walk\n",
+               dbit ? "D bits" : "WP", w, w / base);
+        printf("nested: EPT dirty log %-6s harvest/page        %8.1f ns  %6.1fx walk\n",
+               dbit ? "D bits" : "WP", harvest, harvest / base);
     }
     static const struct {
         const char *name;

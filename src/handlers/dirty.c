@@ -207,15 +207,23 @@ pgm_dirty_log_get_and_clear(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t *bitmap)
         pgm_vm_unlock(vm); /* sends the flush */
         return 0;
     }
+    /*
+     * One locked batch: every re-armed page's nested leaf is narrowed under
+     * it and a single flush goes out at the unlock (not one per page). A
+     * callback racing with us waits for the lock in temp_off; the ordering
+     * argument above is unchanged.
+     */
+    pgm_vm_lock(vm);
     for (uint64_t w = 0; w < (npages + 63) / 64; w++) {
         uint64_t bits = __atomic_exchange_n(&log->bits[w], 0, __ATOMIC_ACQ_REL);
         bitmap[w] = bits;
         while (bits) {
             unsigned b = (unsigned)__builtin_ctzll(bits);
             bits &= bits - 1;
-            pgm_handler_rearm_page(vm, log->gpa + ((w * 64 + b) << PGM_PAGE_SHIFT));
+            pgm_handler_rearm_page_locked(vm, log->gpa + ((w * 64 + b) << PGM_PAGE_SHIFT));
         }
     }
+    pgm_vm_unlock(vm);
     return 0;
 }
 

@@ -280,6 +280,12 @@ pgm_handler_temp_off(struct pgm_vm *vm, pgm_gpa_t gpa)
 }
 
 void
+pgm_handler_rearm_page_locked(struct pgm_vm *vm, pgm_gpa_t gpa)
+{
+    set_temp_off(vm, gpa, false);
+}
+
+void
 pgm_handler_rearm_page(struct pgm_vm *vm, pgm_gpa_t gpa)
 {
     pgm_vm_lock(vm);

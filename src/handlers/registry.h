@@ -46,6 +46,8 @@ bool pgm_handlers_overlap(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size);
 
 /* Clear the temp-off mark of one RAM/ROM page (takes the VM lock). */
 void pgm_handler_rearm_page(struct pgm_vm *vm, pgm_gpa_t gpa);
+/* The same with the VM lock held (a batch: one nested flush at unlock). */
+void pgm_handler_rearm_page_locked(struct pgm_vm *vm, pgm_gpa_t gpa);
 
 /* Free every dirty log (VM destruction). */
 void pgm_dirty_logs_fini(struct pgm_vm *vm);

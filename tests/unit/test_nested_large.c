@@ -204,7 +204,9 @@ dirty_rounds(enum pgm_paging_hw fmt, uint32_t flags)
         assert_int_equal(pgm_phys_write(e.vm, LOG_GPA + vp * 0x1000ull, &x, 4), 0);
         ref[vp / 64] |= 1ull << (vp % 64);
         audit_ok(&e);
+        uint64_t flushes = g_flush.requests;
         assert_int_equal(pgm_dirty_log_get_and_clear(e.vm, LOG_GPA, got), 0);
+        assert_int_equal(g_flush.requests - flushes, 1); /* one batched flush per harvest */
         for (unsigned wd = 0; wd < LOG_PAGES / 64; wd++)
             assert_int_equal(got[wd], ref[wd]);
         audit_ok(&e);
