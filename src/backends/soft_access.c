@@ -148,9 +148,10 @@ soft_access_nested(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, void *
 {
     struct pgm_vm *vm = vcpu->vm;
     bool write = access & PGM_ACCESS_WRITE;
-    /* Each nested fault maps something (or says why not): a few at most per
-     * access - the guest's tables, its A/D updates, the final page. */
-    for (unsigned attempt = 0; attempt < 16; attempt++) {
+    /* Each nested fault maps something (or says why not): a few per access -
+     * the guest's tables, its A/D updates (two rounds each when a handler
+     * must see them), the final page. */
+    for (unsigned attempt = 0; attempt < 32; attempt++) {
         int rc = load_nested_state(vcpu);
         if (rc < 0)
             return rc;
@@ -207,13 +208,16 @@ soft_access_nested(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, void *
              * page libpgm wants to see written (a WRITE handler, a dirty
              * log). An emulator would redo the walk with its A/D writes
              * through the handlers; the soft CPU lets the handlers see a
-             * write of the entry's current value, then walks again.
+             * write of the entry's current value, then walks again. Only
+             * byte 1 is rewritten (bits 15:8: G, ignored bits, address bits
+             * 15:12), which no CPU updates: another vCPU's A/D update of the
+             * same entry cannot be lost.
              */
-            uint64_t cur;
-            pgm_gpa_t ea = r.gpa & ~7ull;
-            rc = pgm_phys_access_guest(vcpu, ea, &cur, NULL, 8);
+            uint8_t cur;
+            pgm_gpa_t ea = r.gpa + 1;
+            rc = pgm_phys_access_guest(vcpu, ea, &cur, NULL, 1);
             if (rc == 0)
-                rc = pgm_phys_access_guest(vcpu, ea, NULL, &cur, 8);
+                rc = pgm_phys_access_guest(vcpu, ea, NULL, &cur, 1);
             if (rc < 0 && rc != -ENODEV && rc != PGM_RC_HANDLER_EXIT)
                 return rc;
             continue;
