@@ -41,7 +41,9 @@
  *   - PAE guests: EPT latches the four PDPTEs through EPT when the state is
  *     set (reads, never writes, SDM 29.3.3.2); a nested fault there is kept
  *     and reported by the next translation, GLA not valid. AMD has no PDPTE
- *     registers with nested paging: the PDPTE is read at each walk.
+ *     registers with nested paging: the PDPTE is read at each walk (as Bochs
+ *     models it: "under nested walks need to load PDPTR and not read PDPTR
+ *     cache", bochs-emu/Bochs issue 234).
  *   - Caching (SDM 29.4): combined mappings in the TLB, tagged with PCID and
  *     the nested root; guest-physical mappings in a small GPA cache, tagged
  *     with the root, used for guest table accesses and final translations
@@ -52,7 +54,7 @@
  *     that drop, a tightened one is honoured until the flush.
  *   - Nested A/D (EPT with A/D, NPT): A is set in every entry used and D in
  *     the leaf on a write, by compare-and-swap, only when the translation
- *     succeeds. Guest MAXPHYADDR is the host's (52).
+ *     succeeds. The guest's entries are checked against `guest_maxphyaddr`.
  */
 #include <string.h>
 
