@@ -14,6 +14,7 @@
 #include "src/handlers/registry.h"
 #include "src/handlers/virt.h"
 #include "src/modes/shadow.h"
+#include "src/nested/nested.h"
 #include "src/vm.h"
 
 struct audit {
@@ -181,6 +182,12 @@ pgm_audit(struct pgm_vm *vm, char *msg, size_t len)
         return -EINVAL;
     if (msg && len)
         msg[0] = 0;
+    if (vm->nested) {
+        pgm_vm_lock(vm);
+        int nrc = pgm_nested_audit(vm, msg, len);
+        pgm_vm_unlock(vm);
+        return nrc;
+    }
     struct pgm_shadow *sh = vm->shadow;
     if (!sh)
         return 0;

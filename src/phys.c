@@ -11,6 +11,7 @@
 #include "src/handlers/registry.h"
 #include "src/handlers/virt.h"
 #include "src/modes/shadow.h"
+#include "src/nested/nested.h"
 #include "src/phys.h"
 #include "src/vm.h"
 
@@ -280,6 +281,8 @@ pgm_phys_remove(struct pgm_vm *vm, pgm_gpa_t gpa)
     if (vm->shadow && victim->pages)
         for (uint64_t i = 0; i < victim->size >> PGM_PAGE_SHIFT; i++)
             pgm_shadow_unmap_gfn(vm, (victim->start >> PGM_PAGE_SHIFT) + i);
+    /* Nor a nested leaf or MMIO marker (flushed before the pages are freed). */
+    pgm_nested_zap_range(vm, victim->start, victim->size);
     map->count = old->count - 1;
     memcpy(map->range, old->range, pos * sizeof(map->range[0]));
     memcpy(map->range + pos, old->range + pos + 1,
@@ -314,6 +317,8 @@ pgm_phys_page_materialize(struct pgm_vm *vm, struct pgm_phys_range *r, struct pg
         pgm_store_release(&pg->host, r->block + off);
         vm->phys.allocated_pages++;
         vm->stats.ram_pages_allocated++;
+        /* A nested leaf may map the zero page here: repoint it. */
+        pgm_nested_gfn_changed(vm, (r->start + off) >> PGM_PAGE_SHIFT);
     } else if (!pg->host) {
         pgm_hpa_t hpa;
         void *ptr;
@@ -323,12 +328,29 @@ pgm_phys_page_materialize(struct pgm_vm *vm, struct pgm_phys_range *r, struct pg
             pgm_store_release(&pg->host, (uint8_t *)ptr);
             vm->phys.allocated_pages++;
             vm->stats.ram_pages_allocated++;
+            pgm_nested_gfn_changed(vm, (r->start >> PGM_PAGE_SHIFT) + (uint64_t)(pg - r->pages));
         } else {
             rc = -ENOMEM;
         }
     }
     pgm_vm_unlock(vm);
     return rc;
+}
+
+void
+pgm_phys_materialize_block_span(struct pgm_vm *vm, struct pgm_phys_range *r, uint64_t first,
+                                uint64_t count)
+{
+    for (uint64_t i = first; i < first + count; i++) {
+        struct pgm_page *pg = &r->pages[i];
+        if (pg->host)
+            continue;
+        uint64_t off = i << PGM_PAGE_SHIFT;
+        pg->hpa = r->block_hpa + off;
+        pgm_store_release(&pg->host, r->block + off);
+        vm->phys.allocated_pages++;
+        vm->stats.ram_pages_allocated++;
+    }
 }
 
 PGM_API int
@@ -378,6 +400,10 @@ pgm_phys_rom_set_mode(struct pgm_vm *vm, pgm_gpa_t gpa, enum pgm_rom_mode mode)
     if (vm->shadow)
         for (uint64_t i = 0; i < npages; i++)
             pgm_shadow_unmap_gfn(vm, (r->start >> PGM_PAGE_SHIFT) + i);
+    /* Nested leaves are repointed in place (the old view's pages stay allocated). */
+    if (vm->nested)
+        for (uint64_t i = 0; i < npages; i++)
+            pgm_nested_gfn_changed(vm, (r->start >> PGM_PAGE_SHIFT) + i);
     pgm_vm_unlock(vm);
     return 0;
 }
@@ -522,6 +548,12 @@ pgm_phys_access(struct pgm_vm *vm, struct pgm_vcpu *vcpu, pgm_gpa_t gpa, void *r
                 pgm_virt_table_written(vm, gfn);
                 if (shadowed)
                     pgm_shadow_written(vm, gfn, snap);
+                /* No D bit records a write libpgm makes: a D-bit log must hear of it. */
+                if (__atomic_load_n(&vm->dbit_logs, __ATOMIC_RELAXED)) {
+                    pgm_vm_lock(vm);
+                    pgm_dirty_dbit_note(vm, gpa);
+                    pgm_vm_unlock(vm);
+                }
             }
             break;
         }

@@ -126,6 +126,14 @@ pgm_phys_range_contains(const struct pgm_phys_range *r, pgm_gpa_t gpa)
  */
 int pgm_phys_page_materialize(struct pgm_vm *vm, struct pgm_phys_range *r, struct pgm_page *pg);
 
+/*
+ * Mark pages [first, first + count) of block-backed RAM range @r allocated
+ * (they are the block's; nothing is allocated). For a nested large leaf
+ * that lets the guest write all of them. VM lock held; no nested hook.
+ */
+void pgm_phys_materialize_block_span(struct pgm_vm *vm, struct pgm_phys_range *r, uint64_t first,
+                                     uint64_t count);
+
 struct pgm_vcpu;
 
 /*

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "src/modes/shadow.h"
+#include "src/nested/nested.h"
 #include "src/vm.h"
 
 PGM_API void
@@ -12,6 +13,20 @@ pgm_stats(struct pgm_vm *vm, struct pgm_stats *out)
         return;
     pgm_vm_lock(vm);
     *out = vm->stats;
+    if (vm->nested) {
+        const struct nested_counters *c = &vm->nested->c;
+        out->nested_faults = __atomic_load_n(&c->faults, __ATOMIC_RELAXED);
+        out->nested_maps = c->maps;
+        out->nested_zaps = c->zaps;
+        out->nested_flushes = c->flushes;
+        out->nested_splits = c->splits;
+        out->nested_merges = c->merges;
+        out->nested_table_pages = c->table_pages;
+        out->nested_spurious = c->spurious;
+        out->nested_mmio_fast = __atomic_load_n(&c->mmio_fast, __ATOMIC_RELAXED);
+        out->nested_emulations = __atomic_load_n(&c->emulations, __ATOMIC_RELAXED);
+        out->nested_large_maps = c->large_maps;
+    }
     pgm_vm_unlock(vm);
     /*
      * Sum the vCPU shares field by field. struct pgm_stats holds only

@@ -6,6 +6,7 @@
 #include "pgm/version.h"
 #include "src/alloc.h"
 #include "src/modes/shadow.h"
+#include "src/nested/nested.h"
 #include "src/vm.h"
 
 #define PGM_STR_(x) #x
@@ -54,9 +55,12 @@ check_config(const struct pgm_vm_config *cfg)
         return -EINVAL;
     if (!cfg->vcpu_count || cfg->vcpu_count > PGM_MAX_VCPUS)
         return -EINVAL;
-    /* Nested tables (EPT, NPT) arrive with their module. */
     if (cfg->paging != PGM_PAGING_NONE && cfg->paging != PGM_PAGING_SHADOW_AMD64 &&
-        cfg->paging != PGM_PAGING_SHADOW_PAE && cfg->paging != PGM_PAGING_SHADOW_32)
+        cfg->paging != PGM_PAGING_SHADOW_PAE && cfg->paging != PGM_PAGING_SHADOW_32 &&
+        cfg->paging != PGM_PAGING_EPT && cfg->paging != PGM_PAGING_NPT)
+        return -EINVAL;
+    /* Vendor parameters belong to nested paging only (checked at creation). */
+    if (cfg->nested && cfg->paging != PGM_PAGING_EPT && cfg->paging != PGM_PAGING_NPT)
         return -EINVAL;
     const struct pgm_backend_ops *be = cfg->backend;
     if (!be || be->struct_size < sizeof(*be) || !be->alloc_page || !be->free_page ||
@@ -102,6 +106,13 @@ pgm_vm_create(const struct pgm_vm_config *cfg, struct pgm_vm **out)
         pgm_vm_destroy(vm);
         return -ENOMEM;
     }
+    if (cfg->paging == PGM_PAGING_EPT || cfg->paging == PGM_PAGING_NPT) {
+        rc = pgm_nested_create(vm);
+        if (rc < 0) {
+            pgm_vm_destroy(vm);
+            return rc;
+        }
+    }
     for (unsigned i = 0; i < vm->vcpu_count; i++) {
         struct pgm_vcpu *v = &vm->vcpus[i];
         v->vm = vm;
@@ -127,6 +138,8 @@ pgm_vm_destroy(struct pgm_vm *vm)
             pgm_shadow_drop_root(&vm->vcpus[i]);
         pgm_shadow_destroy(vm);
     }
+    /* Before the RAM its leaves map goes away (no vCPU runs any more). */
+    pgm_nested_destroy(vm);
     pgm_dirty_logs_fini(vm);
     pgm_virt_fini(vm);
     pgm_handlers_fini(vm);

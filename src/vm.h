@@ -46,8 +46,10 @@ struct pgm_vm {
     struct pgm_virt virt;                /* virtual handlers */
     struct pgm_dirty_log *dirty_logs;         /* active (VM lock) */
     struct pgm_dirty_log *dirty_logs_retired; /* stopped, freed with the VM */
+    uint32_t dbit_logs;                       /* active D-bit logs (written under the lock) */
     struct pgm_stats stats;              /* VM-wide share (under lock) */
     struct pgm_shadow *shadow;           /* shadow paging engine, or NULL */
+    struct pgm_nested *nested;           /* nested paging engine (EPT/NPT), or NULL */
     unsigned vcpu_count;
     struct pgm_vcpu *vcpus;
 };
@@ -58,9 +60,18 @@ pgm_vm_lock(struct pgm_vm *vm)
     pthread_mutex_lock(&vm->lock);
 }
 
+/* Issue the nested engine's pending flush (src/nested/nested.h). */
+void pgm_nested_commit(struct pgm_vm *vm);
+
+/*
+ * Every operation under the VM lock that narrowed a nested entry has its
+ * flush sent here, once, before another thread can see the lock free.
+ */
 static inline void
 pgm_vm_unlock(struct pgm_vm *vm)
 {
+    if (vm->nested)
+        pgm_nested_commit(vm);
     pthread_mutex_unlock(&vm->lock);
 }
 

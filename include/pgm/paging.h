@@ -64,6 +64,12 @@ enum pgm_exit_reason {
     PGM_EXIT_HANDLER,       /**< a handler returned PGM_HANDLER_EXIT for the access described */
     PGM_EXIT_UNEMULATABLE,  /**< the instruction is outside the emulator's allow-list */
     PGM_EXIT_INVALID,       /**< the bytes at RIP do not decode (the embedder decides: #UD) */
+    /**
+     * pgm_nested_fault() without registers (or without the emulator): the
+     * access at `exit_gpa` (`exit_write`; `exit_size` 0 = unknown) must be
+     * finished by the embedder, e.g. by its own instruction emulator.
+     */
+    PGM_EXIT_EMULATE,
 };
 
 /** Outcome of a fault-path call. */
@@ -191,7 +197,10 @@ PGM_API int pgm_before_entry(struct pgm_vcpu *vcpu, pgm_hpa_t *root);
 /**
  * One guest memory access of @p size bytes (1..4096, within one page) at
  * @p gva, made through the soft backend's MMU and libpgm's shadow tables
- * as a CPU would make it: for software CPUs and tests. @p access is a
+ * (or, on an EPT / NPT VM, the guest's own tables through libpgm's nested
+ * table: a guest #PF is INJECT straight away, nested faults go through
+ * pgm_nested_fault and are retried) as a CPU would make it: for software
+ * CPUs and tests. @p access is a
  * `pgm_access` mask (READ/WRITE/FETCH, USER for CPL 3, AC). For a read or
  * fetch the bytes land in @p buf; for a write they come from it.
  *
@@ -201,9 +210,10 @@ PGM_API int pgm_before_entry(struct pgm_vcpu *vcpu, pgm_hpa_t *root);
  * are accessed through them.
  *
  * @return 0 with @p out->result RESUME (the access is done), INJECT or EXIT;
- *         -EINVAL (bad arguments, VM not on the soft backend with shadow
- *         paging, @p size crossing a page); -ENOMEM; -EIO if a shadow entry
- *         points at memory the backend never handed out (pgm_audit says why)
+ *         -EINVAL (bad arguments, VM not on the soft backend with shadow or
+ *         nested paging, @p size crossing a page); -ENOMEM; -EIO if a shadow
+ *         or nested entry points at memory the backend never handed out
+ *         (pgm_audit says why); -ELOOP if nested faults never resolve
  */
 PGM_API int pgm_soft_access(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, void *buf,
                             size_t size, struct pgm_fault_out *out);

@@ -18,5 +18,6 @@
 #include "backend.h"
 #include "stats.h"
 #include "hwvirt.h"
+#include "nested.h"
 
 #endif /* PGM_PGM_H */

@@ -44,6 +44,17 @@ struct pgm_stats {
     /** TLB flush requests issued for those entries (at most one per page changed). */
     uint64_t handler_flushes;
     uint64_t virt_remaps;      /**< covered pages of virtual handlers found mapped elsewhere */
+    uint64_t nested_faults;    /**< pgm_nested_fault calls (EPT violations, NPFs, misconfigs) */
+    uint64_t nested_maps;      /**< nested leaves (or MMIO markers) installed or changed */
+    uint64_t nested_zaps;      /**< nested entries removed */
+    uint64_t nested_flushes;   /**< flush requests for nested entries removed or narrowed (each to every vCPU) */
+    uint64_t nested_splits;    /**< large nested leaves split into a table */
+    uint64_t nested_merges;    /**< tables merged back into one large leaf */
+    uint64_t nested_table_pages; /**< nested table pages now (a gauge, not monotonic) */
+    uint64_t nested_spurious;  /**< nested faults another vCPU had already fixed */
+    uint64_t nested_mmio_fast; /**< MMIO fast-path exits (marker) sent straight to emulation */
+    uint64_t nested_emulations; /**< nested faults finished by emulating the instruction */
+    uint64_t nested_large_maps; /**< 2 MiB / 1 GiB nested leaves installed */
 };
 
 /** Fill @p stats with the VM's counters. */
@@ -56,7 +67,11 @@ PGM_API void pgm_stats(struct pgm_vm *vm, struct pgm_stats *stats);
  * never wider than the guest allows, never writable while the guest D bit is
  * clear, the page is a shadowed guest table or has a handler; no shadow
  * table page is mapped to the guest; parent links and reverse maps mirror
- * the present entries.
+ * the present entries. On a nested-paging VM (EPT / NPT) it checks the
+ * nested tree instead: every entry is what the vendor classifier says,
+ * every leaf maps the page backing its GPA no wider than the page's state
+ * allows, large leaves cover eligible windows, and no narrowed entry waits
+ * for its flush (docs/nested.md).
  * @param vm   the VM
  * @param msg  receives a description of the first violation (may be NULL)
  * @param len  size of @p msg

@@ -9,6 +9,7 @@
 #include "types.h"
 
 struct pgm_backend_ops;
+struct pgm_nested_config;
 
 /** Opaque VM: guest-physical memory, shadow pool, handlers. */
 struct pgm_vm;
@@ -77,7 +78,13 @@ struct pgm_vm_config {
      * finishing every write. 0: the default, 3. PGM_UNSYNC_OFF: never.
      */
     uint32_t unsync_threshold;
-    uint8_t reserved[56];                 /**< must be zero */
+    /**
+     * Nested paging (PGM_PAGING_EPT / PGM_PAGING_NPT): the vendor parameters
+     * (struct pgm_nested_config in nested.h, copied at creation), or NULL for
+     * its defaults. Must be NULL for other paging modes.
+     */
+    const struct pgm_nested_config *nested;
+    uint8_t reserved[48];                 /**< must be zero */
 };
 
 #define PGM_MAX_VCPUS 256
@@ -121,7 +128,9 @@ PGM_API void pgm_vm_config_init(struct pgm_vm_config *cfg);
  * @param cfg  configuration (copied)
  * @param out  receives the VM
  * @return 0, -EINVAL (bad or missing field, nonzero reserved bytes, MAXPHYADDR
- *         out of 32..52, a paging mode not implemented yet), -ENOMEM
+ *         out of 32..52, an unknown paging mode, `nested` set for a
+ *         non-nested mode or a nested configuration the vendor parameters
+ *         refuse: see struct pgm_nested_config), -ENOMEM
  */
 PGM_API int pgm_vm_create(const struct pgm_vm_config *cfg, struct pgm_vm **out);
 

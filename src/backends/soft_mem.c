@@ -13,8 +13,9 @@
  * RAM blocks (alloc_ram_block) are anonymous private mappings: the kernel
  * commits their pages on first write and reads of untouched pages see its
  * zero page, which is exactly the lazy-RAM contract. Their HPAs are handed
- * out by a bump pointer above the arena (2 MiB aligned, never reused), so a
- * stale HPA of a freed block never aliases a live one.
+ * out by a bump pointer above the arena (2 MiB aligned, 1 GiB aligned for
+ * blocks of 1 GiB or more so nested paging can map them with 1 GiB pages;
+ * never reused), so a stale HPA of a freed block never aliases a live one.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -206,6 +207,8 @@ soft_alloc_ram_block(void *ctx, uint64_t npages, pgm_hpa_t *hpa, void **ptr)
     if (slot == sb->nblocks)
         sb->nblocks++;
     struct soft_ram_block *b = &sb->blocks[slot];
+    if (bytes >= (1ull << 30))
+        sb->block_hpa_next = (sb->block_hpa_next + (1ull << 30) - 1) & ~((1ull << 30) - 1);
     b->hpa = sb->block_hpa_next;
     b->ptr = p;
     b->npages = npages;

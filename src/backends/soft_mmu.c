@@ -21,15 +21,19 @@
  *     PGM_SOFT_MMU_BAD_HPA: in shadow tables that is an isolation bug.
  * The host is taken to have MAXPHYADDR 52, 1 GiB pages and PSE-36 (M = 40).
  * Paging-structure caches are not modelled (only the TLB).
+ *
+ * With `nested` set in the vCPU state, translations take the two-dimensional
+ * path of soft_mmu_nested.c, which reuses this file's guest walk with every
+ * table read made through the nested tables.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "src/atomics.h"
-#include "src/backends/soft.h"
+#include "src/backends/soft_mmu.h"
 
-#define HOST_MAXPHY 52
+#define HOST_MAXPHY SOFT_MAXPHY
 
 #define E_P   (1ull << 0)
 #define E_RW  (1ull << 1)
@@ -39,27 +43,6 @@
 #define E_PS  (1ull << 7)
 #define E_G   (1ull << 8)
 #define E_XD  (1ull << 63)
-
-struct tlb_entry {
-    bool valid;
-    bool global;
-    bool dirty;        /* the leaf's D bit when the entry was filled */
-    uint8_t rights;    /* pgm_rights of the walk */
-    uint8_t pkey;
-    uint8_t shift;     /* page size */
-    uint16_t pcid;
-    uint64_t va_base;  /* va & ~(size - 1) */
-    pgm_hpa_t frame;   /* hpa of the page (size aligned) */
-};
-
-struct soft_vcpu {
-    pthread_mutex_t lock;   /* flushes may come from other threads */
-    struct pgm_soft_cpu cpu;
-    uint64_t pdpte[4];      /* PAE latch */
-    struct tlb_entry tlb[PGM_SOFT_TLB_ENTRIES];
-    unsigned next_victim;
-    struct pgm_soft_mmu_stats stats;
-};
 
 static uint64_t
 bits(unsigned lo, unsigned hi)
@@ -117,8 +100,15 @@ static bool
 latch_pdptes(struct pgm_soft_backend *sb, struct soft_vcpu *v)
 {
     memset(v->pdpte, 0, sizeof(v->pdpte));
+    v->pdpte_fault_pending = false;
     if (v->cpu.format != PGM_MODE_PAE)
         return true;
+    if (v->cpu.nested == PGM_PAGING_NPT)
+        return true; /* read at each walk: see soft_mmu_nested.c */
+    if (v->cpu.nested == PGM_PAGING_EPT) {
+        soft_nested_latch_pdptes(sb, v);
+        return true;
+    }
     const uint8_t *p = pgm_soft_hpa_ptr(sb, v->cpu.cr3 & 0xffffffe0ull);
     if (!p)
         return false;
@@ -137,11 +127,45 @@ pgm_soft_mmu_set_cpu(struct pgm_soft_backend *sb, unsigned vcpu, const struct pg
         return -EINVAL;
     pthread_mutex_lock(&v->lock);
     const struct pgm_soft_cpu *o = &v->cpu;
+    if ((cpu->nested != PGM_PAGING_NONE && cpu->nested != PGM_PAGING_EPT &&
+         cpu->nested != PGM_PAGING_NPT) ||
+        (cpu->guest_maxphyaddr && (cpu->guest_maxphyaddr < 32 || cpu->guest_maxphyaddr > 52))) {
+        pthread_mutex_unlock(&v->lock);
+        return -EINVAL;
+    }
+    if (cpu->nested != PGM_PAGING_NONE &&
+        ((cpu->nested_levels != 4 && cpu->nested_levels != 5) ||
+         (cpu->nested_root & ~0x000ffffffffff000ull) ||
+         (cpu->nested_maxphyaddr && (cpu->nested_maxphyaddr < 32 || cpu->nested_maxphyaddr > 52)))) {
+        pthread_mutex_unlock(&v->lock);
+        return -EINVAL;
+    }
+    /*
+     * A change of nested mode or of how nested entries read drops everything,
+     * guest-physical mappings included. A change of nested root does not:
+     * mappings are tagged with the root they were made under (the EP4TA, SDM
+     * 29.4.1), so those of another root are neither used nor dropped.
+     */
+    bool nflush = o->nested != cpu->nested || o->nested_levels != cpu->nested_levels ||
+                  o->ept_ad != cpu->ept_ad || o->nested_nxe != cpu->nested_nxe ||
+                  o->nested_maxphyaddr != cpu->nested_maxphyaddr;
     bool flush = o->format != cpu->format || o->pse != cpu->pse || o->pge != cpu->pge ||
-                 o->pcide != cpu->pcide || o->nxe != cpu->nxe;
+                 o->pcide != cpu->pcide || o->nxe != cpu->nxe ||
+                 o->guest_maxphyaddr != cpu->guest_maxphyaddr || nflush;
+    /*
+     * PAE guest on EPT: the CPU loads the PDPTEs at MOV CR3 and at the CR0 /
+     * CR4 writes that enter PAE paging (SDM 4.4.1), not whenever the state
+     * is set again: keep the latch while CR3, the mode and the nested table
+     * stay, unless the last load faulted (the MOV CR3 runs again after the
+     * exit). A reload of the same CR3 is pgm_soft_mmu_guest_cr3_load().
+     */
+    bool keep_latch = cpu->nested == PGM_PAGING_EPT && cpu->format == PGM_MODE_PAE &&
+                      o->nested == cpu->nested && o->format == cpu->format &&
+                      o->cr3 == cpu->cr3 && o->nested_root == cpu->nested_root && !nflush &&
+                      !v->pdpte_fault_pending;
     struct pgm_soft_cpu old = v->cpu;
     v->cpu = *cpu;
-    if (!latch_pdptes(sb, v)) {
+    if (!keep_latch && !latch_pdptes(sb, v)) {
         v->cpu = old;
         latch_pdptes(sb, v);
         pthread_mutex_unlock(&v->lock);
@@ -149,6 +173,8 @@ pgm_soft_mmu_set_cpu(struct pgm_soft_backend *sb, unsigned vcpu, const struct pg
     }
     if (flush)
         tlb_flush_all(v, false);
+    if (nflush)
+        soft_gcache_flush(v);
     pthread_mutex_unlock(&v->lock);
     return 0;
 }
@@ -160,18 +186,19 @@ pgm_soft_mmu_load_root(void *ctx, unsigned vcpu_id, pgm_hpa_t root)
     if (!v)
         return;
     pthread_mutex_lock(&v->lock);
-    v->cpu.cr3 = root;
+    /* An EPT / NPT VM's root is the nested table; the guest loads its own CR3. */
+    if (v->cpu.nested != PGM_PAGING_NONE)
+        v->cpu.nested_root = root;
+    else
+        v->cpu.cr3 = root;
     latch_pdptes(ctx, v);
     pthread_mutex_unlock(&v->lock);
 }
 
-void
-pgm_soft_mmu_flush(void *ctx, unsigned vcpu_id, const struct pgm_flush_req *req)
+/* A flush of @req's scope; @guest_only: never the guest-physical mappings. */
+static void
+flush_locked(struct soft_vcpu *v, const struct pgm_flush_req *req, bool guest_only)
 {
-    struct soft_vcpu *v = get_vcpu(ctx, vcpu_id, false);
-    if (!v || !req)
-        return;
-    pthread_mutex_lock(&v->lock);
     switch (req->scope) {
     case PGM_FLUSH_GVA:
         /* INVLPG: the address in that PCID, and any global translation of it. */
@@ -199,17 +226,59 @@ pgm_soft_mmu_flush(void *ctx, unsigned vcpu_id, const struct pgm_flush_req *req)
         tlb_flush_all(v, true);
         break;
     case PGM_FLUSH_ALL:
-    case PGM_FLUSH_GPA: /* a GVA TLB cannot tell which entries map a GPA */
+    case PGM_FLUSH_GPA:
     default:
+        /*
+         * A GVA TLB cannot tell which entries map a GPA; and INVEPT (single
+         * or all context) drops every combined and guest-physical mapping
+         * (SDM 29.4.3.1). Guest-scope flushes above never reach the
+         * guest-physical mappings: only this one does.
+         */
         tlb_flush_all(v, false);
+        if (!guest_only)
+            soft_gcache_flush(v);
         break;
     }
+}
+
+void
+pgm_soft_mmu_flush(void *ctx, unsigned vcpu_id, const struct pgm_flush_req *req)
+{
+    struct soft_vcpu *v = get_vcpu(ctx, vcpu_id, false);
+    if (!v || !req)
+        return;
+    pthread_mutex_lock(&v->lock);
+    flush_locked(v, req, false);
+    pthread_mutex_unlock(&v->lock);
+}
+
+PGM_API int
+pgm_soft_mmu_guest_cr3_load(struct pgm_soft_backend *sb, unsigned vcpu)
+{
+    struct soft_vcpu *v = get_vcpu(sb, vcpu, false);
+    if (!v)
+        return -EINVAL;
+    pthread_mutex_lock(&v->lock);
+    bool ok = latch_pdptes(sb, v);
+    pthread_mutex_unlock(&v->lock);
+    return ok ? 0 : -EINVAL;
+}
+
+PGM_API void
+pgm_soft_mmu_guest_flush(struct pgm_soft_backend *sb, unsigned vcpu,
+                         const struct pgm_flush_req *req)
+{
+    struct soft_vcpu *v = get_vcpu(sb, vcpu, false);
+    if (!v || !req)
+        return;
+    pthread_mutex_lock(&v->lock);
+    flush_locked(v, req, true);
     pthread_mutex_unlock(&v->lock);
 }
 
 /* Rights check of a translation at access time (SDM 4.6); 0 or the #PF error code. */
-static uint32_t
-check_access(const struct pgm_soft_cpu *c, uint32_t access, unsigned rights, unsigned pkey)
+uint32_t
+soft_check_access(const struct pgm_soft_cpu *c, uint32_t access, unsigned rights, unsigned pkey)
 {
     bool write = access & PGM_ACCESS_WRITE, fetch = access & PGM_ACCESS_FETCH;
     bool user = access & PGM_ACCESS_USER, upage = rights & PGM_RIGHT_USER;
@@ -244,13 +313,20 @@ structural_ec(const struct pgm_soft_cpu *c, uint32_t access, bool rsvd)
            (fetch && (c->smep || (c->nxe && c->format >= PGM_MODE_PAE)) ? PGM_PFEC_ID : 0);
 }
 
-/* Reserved bits of entry @e at @level in the vCPU's format (host CPUID). */
+/*
+ * Reserved bits of entry @e at @level in the vCPU's format, for MAXPHYADDR
+ * `guest_maxphyaddr` (0: the host's 52). PSE-36: M = min(MAXPHYADDR, 40),
+ * PDE bits 21:(M - 19) reserved (SDM 4.3).
+ */
 static uint64_t
 rsvd_bits(const struct pgm_soft_cpu *c, unsigned level, uint64_t e)
 {
-    if (c->format == PGM_MODE_32BIT)
-        return level == 2 && c->pse && (e & E_PS) ? bits(21, 21) : 0; /* PSE-36, M = 40 */
-    uint64_t r = bits(HOST_MAXPHY, c->format == PGM_MODE_PAE ? 62 : 51);
+    unsigned maxphy = c->guest_maxphyaddr ? c->guest_maxphyaddr : HOST_MAXPHY;
+    if (c->format == PGM_MODE_32BIT) {
+        unsigned m = maxphy < 40 ? maxphy : 40;
+        return level == 2 && c->pse && (e & E_PS) ? bits(m - 19, 21) : 0;
+    }
+    uint64_t r = bits(maxphy, c->format == PGM_MODE_PAE ? 62 : 51);
     if (!c->nxe)
         r |= E_XD;
     bool ps = e & E_PS;
@@ -265,11 +341,13 @@ rsvd_bits(const struct pgm_soft_cpu *c, unsigned level, uint64_t e)
 
 /*
  * Walk the tables and, on success, set A/D and fill @t. Returns the status;
- * *ec receives the error code of a #PF.
+ * *ec receives the error code of a #PF. With @n (nested mode) every table
+ * address is a GPA read through the nested tables, a refused guest A/D
+ * update is a nested fault (n->fault), and t->frame is the leaf's GPA frame.
  */
-static enum pgm_soft_mmu_status
-walk(struct pgm_soft_backend *sb, struct soft_vcpu *v, uint64_t va, uint32_t access,
-     struct tlb_entry *t, uint32_t *ec)
+enum pgm_soft_mmu_status
+soft_guest_walk(struct pgm_soft_backend *sb, struct soft_vcpu *v, uint64_t va, uint32_t access,
+                struct tlb_entry *t, uint32_t *ec, struct soft_nested_walk *n)
 {
     const struct pgm_soft_cpu *c = &v->cpu;
     unsigned levels = c->format == PGM_MODE_32BIT ? 2 : c->format == PGM_MODE_PAE ? 3 :
@@ -286,6 +364,18 @@ walk(struct pgm_soft_backend *sb, struct soft_vcpu *v, uint64_t va, uint32_t acc
         unsigned level = levels;
         if (c->format == PGM_MODE_PAE) {
             uint64_t e = v->pdpte[(va >> 30) & 3];
+            if (n && c->nested == PGM_PAGING_NPT) {
+                /*
+                 * AMD has no PDPTE registers under nested paging: the PDPTE
+                 * is read at each walk, a guest table access like the others.
+                 */
+                pgm_gpa_t a = (c->cr3 & 0xffffffe0ull) + 8 * ((va >> 30) & 3);
+                uint8_t *p = soft_nested_table(sb, v, a, 3, n);
+                if (!p)
+                    return n->fault.status;
+                e = pgm_load64((const uint64_t *)(void *)p);
+                n->refs++;
+            }
             if (!(e & E_P)) {
                 *ec = structural_ec(c, access, false);
                 return PGM_SOFT_MMU_PF;
@@ -298,9 +388,11 @@ walk(struct pgm_soft_backend *sb, struct soft_vcpu *v, uint64_t va, uint32_t acc
         for (;; level--) {
             unsigned shift = 12 + idx_bits * (level - 1);
             uint64_t a = table + ((va >> shift) & ((1u << idx_bits) - 1)) * esize;
-            uint8_t *p = pgm_soft_hpa_ptr(sb, a);
+            uint8_t *p = n ? soft_nested_table(sb, v, a, level, n) : pgm_soft_hpa_ptr(sb, a);
             if (!p)
-                return PGM_SOFT_MMU_BAD_HPA;
+                return n ? n->fault.status : PGM_SOFT_MMU_BAD_HPA;
+            if (n)
+                n->refs++;
             e = esize == 4 ? pgm_load32((const uint32_t *)(void *)p)
                            : pgm_load64((const uint64_t *)(void *)p);
             ent[level] = e;
@@ -327,7 +419,7 @@ walk(struct pgm_soft_backend *sb, struct soft_vcpu *v, uint64_t va, uint32_t acc
         }
         leaf = level;
         unsigned pkey = esize == 8 ? (unsigned)(e >> 59) & 0xf : 0;
-        uint32_t fault = check_access(c, access, rights, pkey);
+        uint32_t fault = soft_check_access(c, access, rights, pkey);
         if (fault) {
             *ec = fault;
             return PGM_SOFT_MMU_PF;
@@ -339,6 +431,15 @@ walk(struct pgm_soft_backend *sb, struct soft_vcpu *v, uint64_t va, uint32_t acc
             uint64_t want = E_A | (l == leaf && (access & PGM_ACCESS_WRITE) ? E_D : 0);
             if ((ent[l] & want) == want)
                 continue;
+            /*
+             * Nested: the A/D update is a write to the guest table's page
+             * (SDM 29.3.3.2: "writes ... to update accessed and dirty flags
+             * are considered to be data writes"), refused without nested W.
+             */
+            if (n && !(n->table_nr[l] & SOFT_NW)) {
+                soft_nested_ad_fault(v, n->table_gpa[l], n);
+                return n->fault.status;
+            }
             if (esize == 4) {
                 uint32_t exp = (uint32_t)ent[l];
                 raced = !pgm_cas32((uint32_t *)(void *)where[l], &exp, (uint32_t)(ent[l] | want));
@@ -361,6 +462,7 @@ walk(struct pgm_soft_backend *sb, struct soft_vcpu *v, uint64_t va, uint32_t acc
         e = ent[leaf];
         *t = (struct tlb_entry){
             .valid = true,
+            .eptag = n ? c->nested_root : 0,
             .global = c->pge && (e & E_G),
             .dirty = (e & E_D) != 0,
             .rights = (uint8_t)rights,
@@ -377,6 +479,42 @@ walk(struct pgm_soft_backend *sb, struct soft_vcpu *v, uint64_t va, uint32_t acc
     return PGM_SOFT_MMU_PF;
 }
 
+/* The entry translating @va in PCID @pcid under nested root @tag, or NULL. */
+struct tlb_entry *
+soft_tlb_find(struct soft_vcpu *v, uint64_t va, uint16_t pcid, pgm_hpa_t tag)
+{
+    for (unsigned i = 0; i < PGM_SOFT_TLB_ENTRIES; i++) {
+        struct tlb_entry *t = &v->tlb[i];
+        if (t->valid && t->eptag == tag && (t->global || t->pcid == pcid) &&
+            (va & ~((1ull << t->shift) - 1)) == t->va_base)
+            return t;
+    }
+    return NULL;
+}
+
+/* Drop every entry that translates @va in PCID @pcid under root @tag. */
+void
+soft_tlb_drop_va(struct soft_vcpu *v, uint64_t va, uint16_t pcid, pgm_hpa_t tag)
+{
+    for (unsigned i = 0; i < PGM_SOFT_TLB_ENTRIES; i++) {
+        struct tlb_entry *t = &v->tlb[i];
+        if (t->valid && t->eptag == tag && (t->global || t->pcid == pcid) &&
+            (va & ~((1ull << t->shift) - 1)) == t->va_base)
+            t->valid = false;
+    }
+}
+
+/* Insert @fresh for @va (round robin), keeping one translation per address. */
+struct tlb_entry *
+soft_tlb_insert(struct soft_vcpu *v, uint64_t va, const struct tlb_entry *fresh)
+{
+    soft_tlb_drop_va(v, va, fresh->pcid, fresh->eptag);
+    struct tlb_entry *t = &v->tlb[v->next_victim];
+    v->next_victim = (v->next_victim + 1) % PGM_SOFT_TLB_ENTRIES;
+    *t = *fresh;
+    return t;
+}
+
 PGM_API int
 pgm_soft_mmu_translate(struct pgm_soft_backend *sb, unsigned vcpu, uint64_t va, uint32_t access,
                        struct pgm_soft_mmu_result *out)
@@ -389,6 +527,11 @@ pgm_soft_mmu_translate(struct pgm_soft_backend *sb, unsigned vcpu, uint64_t va, 
     const struct pgm_soft_cpu *c = &v->cpu;
     v->stats.translations++;
 
+    if (c->nested != PGM_PAGING_NONE) {
+        soft_nested_translate(sb, v, va, access, out);
+        pthread_mutex_unlock(&v->lock);
+        return 0;
+    }
     if (c->format == PGM_MODE_REAL || c->format == PGM_MODE_PROT) {
         uint64_t pa = (uint32_t)va;
         out->page_shift = 12;
@@ -410,17 +553,9 @@ pgm_soft_mmu_translate(struct pgm_soft_backend *sb, unsigned vcpu, uint64_t va, 
     }
 
     uint16_t pcid = c->pcide ? c->pcid : 0;
-    struct tlb_entry *hit = NULL;
-    for (unsigned i = 0; i < PGM_SOFT_TLB_ENTRIES; i++) {
-        struct tlb_entry *t = &v->tlb[i];
-        if (t->valid && (t->global || t->pcid == pcid) &&
-            (va & ~((1ull << t->shift) - 1)) == t->va_base) {
-            hit = t;
-            break;
-        }
-    }
+    struct tlb_entry *hit = soft_tlb_find(v, va, pcid, 0);
     if (hit) {
-        uint32_t ec = check_access(c, access, hit->rights, hit->pkey);
+        uint32_t ec = soft_check_access(c, access, hit->rights, hit->pkey);
         if (ec) {
             hit->valid = false; /* a #PF invalidates the faulting address */
             v->stats.faults++;
@@ -435,11 +570,11 @@ pgm_soft_mmu_translate(struct pgm_soft_backend *sb, unsigned vcpu, uint64_t va, 
         else
             v->stats.tlb_hits++;
     }
-    struct tlb_entry fresh;
     if (!hit || !hit->valid) {
+        struct tlb_entry fresh;
         uint32_t ec = 0;
         v->stats.walks++;
-        enum pgm_soft_mmu_status st = walk(sb, v, va, access, &fresh, &ec);
+        enum pgm_soft_mmu_status st = soft_guest_walk(sb, v, va, access, &fresh, &ec, NULL);
         if (st != PGM_SOFT_MMU_OK) {
             if (st == PGM_SOFT_MMU_PF)
                 v->stats.faults++;
@@ -448,16 +583,7 @@ pgm_soft_mmu_translate(struct pgm_soft_backend *sb, unsigned vcpu, uint64_t va, 
             pthread_mutex_unlock(&v->lock);
             return 0;
         }
-        hit = &v->tlb[v->next_victim];
-        v->next_victim = (v->next_victim + 1) % PGM_SOFT_TLB_ENTRIES;
-        /* one translation per address: drop any other entry covering it */
-        for (unsigned i = 0; i < PGM_SOFT_TLB_ENTRIES; i++) {
-            struct tlb_entry *t = &v->tlb[i];
-            if (t->valid && (t->global || t->pcid == pcid) &&
-                (va & ~((1ull << t->shift) - 1)) == t->va_base)
-                t->valid = false;
-        }
-        *hit = fresh;
+        hit = soft_tlb_insert(v, va, &fresh);
     } else {
         out->tlb_hit = true;
     }

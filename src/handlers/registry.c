@@ -9,6 +9,7 @@
 #include "src/alloc.h"
 #include "src/handlers/registry.h"
 #include "src/modes/shadow.h"
+#include "src/nested/nested.h"
 #include "src/vm.h"
 
 int
@@ -120,6 +121,8 @@ set_page_states(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size, uint32_t state)
                              __ATOMIC_RELAXED);
             /* Shadows mapped it under the old state: they must fault again. */
             pgm_handler_reflect_page(vm, at);
+            /* The nested leaf is updated in place (flushed at unlock). */
+            pgm_nested_gfn_changed(vm, at >> PGM_PAGE_SHIFT);
         }
     }
 }
@@ -272,8 +275,10 @@ set_temp_off(struct pgm_vm *vm, pgm_gpa_t gpa, bool off)
      * Turning the handler off only widens what the guest may do: shadows
      * pick that up on the next fault. Re-arming narrows it: unmap now.
      */
-    if (!off)
+    if (!off) {
         pgm_handler_reflect_page(vm, gpa);
+        pgm_nested_gfn_changed(vm, gpa >> PGM_PAGE_SHIFT);
+    }
     return 0;
 }
 
@@ -286,6 +291,12 @@ pgm_handler_temp_off(struct pgm_vm *vm, pgm_gpa_t gpa)
     int rc = set_temp_off(vm, gpa, true);
     pgm_vm_unlock(vm);
     return rc;
+}
+
+void
+pgm_handler_rearm_page_locked(struct pgm_vm *vm, pgm_gpa_t gpa)
+{
+    set_temp_off(vm, gpa, false);
 }
 
 void

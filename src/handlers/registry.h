@@ -53,6 +53,8 @@ void pgm_handler_reflect_page(struct pgm_vm *vm, pgm_gpa_t gpa);
 
 /* Clear the temp-off mark of one RAM/ROM page (takes the VM lock). */
 void pgm_handler_rearm_page(struct pgm_vm *vm, pgm_gpa_t gpa);
+/* The same with the VM lock held (a batch: one nested flush at unlock). */
+void pgm_handler_rearm_page_locked(struct pgm_vm *vm, pgm_gpa_t gpa);
 
 /*
  * A write that bypasses handlers (pgm_phys_write_simple) lands on RAM page

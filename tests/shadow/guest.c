@@ -648,6 +648,39 @@ g_ensure_tables(struct g_kernel *k, unsigned v, int as, uint64_t va, unsigned le
 
 /* ---- TLB maintenance --------------------------------------------------- */
 
+/*
+ * On an EPT / NPT VM the guest's TLB instructions do not exit: the CPU
+ * itself drops its linear and combined mappings (never the guest-physical
+ * ones, which only libpgm's INVEPT-scope flushes drop). libpgm is still told
+ * (pgm_invlpg, pgm_sync_cr3, ...), as an embedder that intercepts them would.
+ */
+static void
+cpu_flush(struct g_kernel *k, unsigned v, enum pgm_flush_scope scope, uint64_t addr,
+          uint16_t pcid)
+{
+    if (!k->nested)
+        return;
+    struct pgm_flush_req req = { .scope = scope, .addr = addr, .pcid = pcid };
+    pgm_soft_mmu_guest_flush(k->sb, v, &req);
+}
+
+/* MOV CR3, or a CR0 / CR4 write: a PAE guest's PDPTEs are loaded again. */
+static void
+cpu_cr3_load(struct g_kernel *k, unsigned v)
+{
+    if (k->nested)
+        pgm_soft_mmu_guest_cr3_load(k->sb, v);
+}
+
+/* The PCID vCPU @v runs with (0 without CR4.PCIDE). */
+static uint16_t
+cur_pcid(const struct g_kernel *k, unsigned v)
+{
+    if (!k->pcid_mode || k->cur_as[v] < 0)
+        return 0;
+    return k->as[k->cur_as[v]].pcid;
+}
+
 static void
 invlpg(struct g_kernel *k, unsigned v, uint64_t va)
 {
@@ -656,6 +689,7 @@ invlpg(struct g_kernel *k, unsigned v, uint64_t va)
     int rc = pgm_invlpg(k->vcpu[v], va);
     if (rc)
         g_fail(k, "pgm_invlpg = %d", rc);
+    cpu_flush(k, v, PGM_FLUSH_GVA, va, cur_pcid(k, v));
 }
 
 static void
@@ -666,6 +700,25 @@ flush(struct g_kernel *k, unsigned v, bool global)
     int rc = pgm_flush_tlb(k->vcpu[v], global);
     if (rc)
         g_fail(k, "pgm_flush_tlb = %d", rc);
+    cpu_cr3_load(k, v); /* a MOV CR3 / CR4.PGE toggle in the model */
+    if (global)
+        cpu_flush(k, v, PGM_FLUSH_ALL, 0, 0);
+    else if (k->cr4[v] & PGM_CR4_PCIDE)
+        cpu_flush(k, v, PGM_FLUSH_PCID, 0, cur_pcid(k, v));
+    else
+        cpu_flush(k, v, PGM_FLUSH_NONGLOBAL, 0, 0);
+}
+
+void
+g_invlpg(struct g_kernel *k, unsigned v, uint64_t va)
+{
+    invlpg(k, v, va);
+}
+
+void
+g_flush_tlb(struct g_kernel *k, unsigned v, bool global)
+{
+    flush(k, v, global);
 }
 
 void
@@ -746,6 +799,12 @@ g_switch(struct g_kernel *k, unsigned v, int as)
     int rc = pgm_sync_cr3(k->vcpu[v], cr3);
     if (rc)
         g_fail(k, "pgm_sync_cr3(%#" PRIx64 ") = %d", cr3, rc);
+    /* MOV CR3: the new PCID's (or all) non-global entries, unless NOFLUSH */
+    cpu_cr3_load(k, v);
+    if (!(k->cr4[v] & PGM_CR4_PCIDE))
+        cpu_flush(k, v, PGM_FLUSH_NONGLOBAL, 0, 0);
+    else if (!(cr3 & NOFLUSH))
+        cpu_flush(k, v, PGM_FLUSH_PCID, 0, (uint16_t)(cr3 & 0xfff));
     k->cur_as[v] = as;
     if (as >= 0)
         k->pcid_dirty[v][as] = false;
@@ -770,8 +829,12 @@ load_state(struct g_kernel *k, unsigned v, uint32_t flags)
 void
 g_set_cr0(struct g_kernel *k, unsigned v, uint64_t cr0)
 {
+    bool pg = (k->cr0[v] ^ cr0) & PGM_CR0_PG;
     k->cr0[v] = cr0;
     load_state(k, v, PGM_STATE_GUEST_WRITE);
+    if (pg) /* a CR0.PG change flushes everything, global entries included */
+        cpu_flush(k, v, PGM_FLUSH_ALL, 0, 0);
+    cpu_cr3_load(k, v);
 }
 
 void
@@ -780,6 +843,8 @@ g_set_cr4(struct g_kernel *k, unsigned v, uint64_t cr4)
     /* toggling PGE (or PCIDE, SMEP...) flushes: the CPU drops everything */
     k->cr4[v] = cr4;
     load_state(k, v, PGM_STATE_GUEST_WRITE);
+    cpu_flush(k, v, PGM_FLUSH_ALL, 0, 0);
+    cpu_cr3_load(k, v);
     for (unsigned a = 0; a < G_MAX_AS; a++)
         k->pcid_dirty[v][a] = true;
 }
@@ -913,6 +978,11 @@ g_init(struct g_kernel *k, unsigned levels, unsigned nvcpu, uint64_t seed)
         cfg.paging = PGM_PAGING_SHADOW_32;
     else if (host && !strcmp(host, "pae"))
         cfg.paging = PGM_PAGING_SHADOW_PAE;
+    else if (host && !strcmp(host, "ept"))
+        cfg.paging = PGM_PAGING_EPT; /* the nested engine, hardware-assisted paging */
+    else if (host && !strcmp(host, "npt"))
+        cfg.paging = PGM_PAGING_NPT;
+    k->nested = cfg.paging == PGM_PAGING_EPT || cfg.paging == PGM_PAGING_NPT;
     cfg.vcpu_count = nvcpu;
     cfg.backend = pgm_soft_backend_ops();
     cfg.backend_ctx = k->sb;
@@ -1021,6 +1091,11 @@ g_fini(struct g_kernel *k)
                     " TLB hits, %" PRIu64 " walks, %" PRIu64 " faults, %" PRIu64 " flushes, %"
                     PRIu64 " entries flushed\n", v, ms.translations, ms.tlb_hits, ms.walks,
                     ms.faults, ms.flushes, ms.entries_flushed);
+            if (k->nested)
+                fprintf(stderr, "# vcpu%u nested: %" PRIu64 " 2D walks, %" PRIu64
+                        " nested faults, %" PRIu64 " entries read, %" PRIu64
+                        " guest-physical cache hits\n", v, ms.nested_walks, ms.nested_faults,
+                        ms.nested_refs, ms.gpa_cache_hits);
         }
         struct pgm_stats st;
         pgm_stats(k->vm, &st);

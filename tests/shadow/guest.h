@@ -108,6 +108,9 @@ struct g_as {
 struct g_kernel {
     struct pgm_soft_backend *sb;
     struct pgm_vm *vm;
+    /* EPT / NPT VM (PGM_SHADOW_HOST=ept|npt): the soft MMU walks the guest's
+     * own tables, and the guest's TLB maintenance reaches it directly. */
+    bool nested;
     unsigned nvcpu;
     struct pgm_vcpu *vcpu[G_MAX_VCPUS];
     unsigned levels;       /* 0 (paging off), 2 (32-bit), 3 (PAE), 4 or 5 */
@@ -263,6 +266,10 @@ void g_shootdown_page(struct g_kernel *k, int as, uint64_t va);
 void g_shootdown_as(struct g_kernel *k, int as);
 /* Flush everything, global entries included, on every vCPU. */
 void g_shootdown_all(struct g_kernel *k);
+/* The guest's INVLPG and its flush of the current address space (MOV CR3
+ * to the same value) or of everything (a CR4.PGE toggle) on vCPU @v. */
+void g_invlpg(struct g_kernel *k, unsigned v, uint64_t va);
+void g_flush_tlb(struct g_kernel *k, unsigned v, bool global);
 /* Context switch vCPU @p v to address space @p as (MOV CR3). */
 void g_switch(struct g_kernel *k, unsigned v, int as);
 /* The CR3 value of address space @p as (-1: the boot tables). */

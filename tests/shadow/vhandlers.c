@@ -125,7 +125,8 @@ g_vh_step(struct g_kernel *k, int as, uint64_t r)
         drop(k, slot);
         return;
     }
-    if (as < 0 || !k->as[as].live || !k->as[as].npages)
+    /* Virtual handlers need shadow paging (the nested engine has none). */
+    if (k->nested || as < 0 || !k->as[as].live || !k->as[as].npages)
         return;
     struct g_page *p = &k->as[as].pages[(r >> 8) % k->as[as].npages];
     if (p->state == GP_NONE)

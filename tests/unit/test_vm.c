@@ -46,9 +46,14 @@ test_config_validation(void **state)
     cfg.backend = NULL;
     assert_int_equal(pgm_vm_create(&cfg, &vm), -EINVAL);
     base_config(&cfg, sb);
-    cfg.paging = PGM_PAGING_EPT; /* not built yet: refused, not faked */
+    cfg.paging = (enum pgm_paging_hw)99; /* no such paging hardware */
     assert_int_equal(pgm_vm_create(&cfg, &vm), -EINVAL);
     assert_null(vm);
+    base_config(&cfg, sb);
+    cfg.paging = PGM_PAGING_EPT; /* nested paging: built (tests/unit/test_nested.c) */
+    assert_int_equal(pgm_vm_create(&cfg, &vm), 0);
+    pgm_vm_destroy(vm);
+    vm = NULL;
 
     base_config(&cfg, sb);
     cfg.vcpu_count = 4;
