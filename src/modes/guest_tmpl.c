@@ -117,7 +117,7 @@ GST_NAME(large_frame)(const struct pgm_walk_ctx *c, uint64_t e, unsigned level)
  */
 static bool
 GST_NAME(set_ad)(const struct pgm_phys_map *map, struct pgm_walk *w, unsigned leaf, bool write,
-                 uint32_t *flags, uint64_t *updates)
+                 uint32_t *flags, uint64_t *updates, uint32_t *written)
 {
     for (unsigned l = GST_FIRST_TABLE_LEVEL; l >= leaf; l--) {
         uint64_t want = PTE_A | (l == leaf && write ? PTE_D : 0);
@@ -131,9 +131,31 @@ GST_NAME(set_ad)(const struct pgm_phys_map *map, struct pgm_walk *w, unsigned le
             return false;
         w->entry[l] |= want;
         *flags |= PGM_WALK_F_AD_WRITTEN;
+        *written |= 1u << l;
         (*updates)++;
     }
     return true;
+}
+
+/*
+ * The A/D bits just written (levels in @written) changed guest memory like
+ * any write: a dirty log covering a table page must report it (the CPU's
+ * A/D updates dirty pages too; a migration that missed them would lose the
+ * bits). Other handlers are not called for the CPU's own bookkeeping.
+ */
+static void
+GST_NAME(note_ad_writes)(struct pgm_vm *vm, const struct pgm_phys_map *map,
+                         const struct pgm_walk *w, uint32_t written)
+{
+    for (unsigned l = 1; l <= GST_LEVELS; l++) {
+        if (!(written & (1u << l)))
+            continue;
+        struct pgm_phys_range *r = pgm_phys_map_find(map, w->entry_gpa[l]);
+        if (r && r->pages &&
+            pgm_page_handler_state(&r->pages[(w->entry_gpa[l] - r->start) >> PGM_PAGE_SHIFT]) ==
+                PGM_HANDLER_WRITE)
+            pgm_dirty_log_note_write(vm, w->entry_gpa[l]);
+    }
 }
 
 static int
@@ -245,7 +267,12 @@ GST_NAME(walk)(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, struct pgm
         bool write = access & PGM_ACCESS_WRITE;
         if (!(access & PGM_ACCESS_NO_AD) &&
             (!(and_all & PTE_A) || (write && !(e & PTE_D)))) {
-            if (!GST_NAME(set_ad)(map, w, level, write, &flags, &vcpu->stats.ad_updates)) {
+            uint32_t written = 0;
+            bool done = GST_NAME(set_ad)(map, w, level, write, &flags, &vcpu->stats.ad_updates,
+                                         &written);
+            if (written)
+                GST_NAME(note_ad_writes)(vcpu->vm, map, w, written);
+            if (!done) {
                 ad_written = flags & PGM_WALK_F_AD_WRITTEN;
                 vcpu->stats.walk_retries++;
                 continue;

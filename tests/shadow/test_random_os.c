@@ -98,13 +98,6 @@ static struct {
 static void
 dirty_log_step(struct g_kernel *k, uint64_t r)
 {
-    /*
-     * On shadow paging libpgm's A/D emulation writes guest tables without
-     * logging the pages dirty (a known gap, see docs/soft-mmu.md): there the
-     * rounds run only when PGM_RANDOM_DIRTY_SHADOW is set.
-     */
-    if (!k->nested && !getenv("PGM_RANDOM_DIRTY_SHADOW"))
-        return;
     if (!dlog.snap) {
         dlog.snap = malloc(G_RAM_SIZE);
         dlog.cur = malloc(G_RAM_SIZE);
