@@ -59,25 +59,56 @@ load_hw_state(struct pgm_vcpu *vcpu)
     return pgm_soft_mmu_set_cpu(vm->be_ctx, vcpu->id, &cpu);
 }
 
-struct direct_ctx {
-    struct pgm_vcpu *vcpu;
-    pgm_gva_t gva;
-    pgm_gpa_t gpa;
-    void *buf;
-    size_t size;
-    bool write;
-};
-
-/* Through the virtual handler covering the linear page, if any, then on
- * guest-physical memory through physical handlers. */
+/*
+ * libpgm makes the access itself, the data being at hand: through the
+ * virtual handler covering the linear page, if any, then on guest-physical
+ * memory through physical handlers (a write to a shadowed guest table keeps
+ * the shadows coherent in the physical layer). @out: RESUME, or EXIT when a
+ * handler asked for it.
+ */
 static int
-finish_direct(void *ctx)
+finish_direct(struct pgm_vcpu *vcpu, pgm_gva_t gva, pgm_gpa_t gpa, void *buf, size_t size,
+              bool write, struct pgm_fault_out *out)
 {
-    struct direct_ctx *d = ctx;
-    void *rbuf = d->write ? NULL : d->buf;
-    const void *wbuf = d->write ? d->buf : NULL;
-    int rc = pgm_virt_dispatch(d->vcpu, d->gva, d->gpa, rbuf, wbuf, d->size);
-    return rc == 1 ? pgm_phys_access_guest(d->vcpu, d->gpa, rbuf, wbuf, d->size) : rc;
+    void *rbuf = write ? NULL : buf;
+    const void *wbuf = write ? buf : NULL;
+    int rc = pgm_virt_dispatch(vcpu, gva, gpa, rbuf, wbuf, size);
+    if (rc == 1)
+        rc = pgm_phys_access_guest(vcpu, gpa, rbuf, wbuf, size);
+    if (rc == PGM_RC_HANDLER_EXIT) {
+        out->result = PGM_FAULT_EXIT;
+        out->exit_reason = PGM_EXIT_HANDLER;
+        out->exit_gpa = gpa;
+        out->exit_size = (uint32_t)size;
+        out->exit_write = write;
+        if (write)
+            memcpy(out->exit_data, buf, size < 16 ? size : 16);
+        return 0;
+    }
+    if (rc < 0 && rc != -ENODEV) /* -ENODEV: MMIO with no device, as on the bus */
+        return rc;
+    out->result = PGM_FAULT_RESUME;
+    return 0;
+}
+
+/* The translation succeeded or raised #GP: finish the access. Else false. */
+static bool
+translated(const struct pgm_soft_mmu_result *r, void *buf, size_t size, bool write,
+           struct pgm_fault_out *out)
+{
+    if (r->status == PGM_SOFT_MMU_GP) {
+        out->result = PGM_FAULT_INJECT;
+        out->vector = 13;
+        return true;
+    }
+    if (r->status != PGM_SOFT_MMU_OK)
+        return false;
+    if (write)
+        memcpy(r->ptr, buf, size);
+    else
+        memcpy(buf, r->ptr, size);
+    out->result = PGM_FAULT_RESUME;
+    return true;
 }
 
 /* Give the soft vCPU the guest's own paging state over the VM's nested table. */
@@ -165,18 +196,12 @@ soft_access_nested(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, void *
         rc = pgm_soft_mmu_translate(vm->be_ctx, vcpu->id, gva, access, &r);
         if (rc < 0)
             return rc;
+        if (translated(&r, buf, size, write, out))
+            return 0;
         switch (r.status) {
         case PGM_SOFT_MMU_OK:
-            if (write)
-                memcpy(r.ptr, buf, size);
-            else
-                memcpy(buf, r.ptr, size);
-            out->result = PGM_FAULT_RESUME;
-            return 0;
         case PGM_SOFT_MMU_GP:
-            out->result = PGM_FAULT_INJECT;
-            out->vector = 13;
-            return 0;
+            break; /* handled above */
         case PGM_SOFT_MMU_PF:
             /* The guest's own tables fault: delivered to the guest directly. */
             out->result = PGM_FAULT_INJECT;
@@ -234,22 +259,7 @@ soft_access_nested(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, void *
              * here the data is at hand, so make it on guest-physical memory
              * (through the physical handlers), as the shadow path does.
              */
-            struct direct_ctx d = { vcpu, gva, r.gpa, buf, size, write };
-            rc = finish_direct(&d);
-            if (rc == PGM_RC_HANDLER_EXIT) {
-                out->result = PGM_FAULT_EXIT;
-                out->exit_reason = PGM_EXIT_HANDLER;
-                out->exit_gpa = r.gpa;
-                out->exit_size = (uint32_t)size;
-                out->exit_write = write;
-                if (write)
-                    memcpy(out->exit_data, buf, size < 16 ? size : 16);
-                return 0;
-            }
-            if (rc < 0 && rc != -ENODEV)
-                return rc;
-            out->result = PGM_FAULT_RESUME;
-            return 0;
+            return finish_direct(vcpu, gva, r.gpa, buf, size, write, out);
         }
         *out = fo; /* INJECT, EMULATED, other exits: the caller's */
         return 0;
@@ -287,18 +297,12 @@ pgm_soft_access(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, void *buf
         rc = pgm_soft_mmu_translate(vm->be_ctx, vcpu->id, gva, access, &r);
         if (rc < 0)
             return rc;
+        if (translated(&r, buf, size, write, out))
+            return 0;
         switch (r.status) {
         case PGM_SOFT_MMU_OK:
-            if (write)
-                memcpy(r.ptr, buf, size);
-            else
-                memcpy(buf, r.ptr, size);
-            out->result = PGM_FAULT_RESUME;
-            return 0;
         case PGM_SOFT_MMU_GP:
-            out->result = PGM_FAULT_INJECT;
-            out->vector = 13;
-            return 0;
+            break; /* handled above */
         case PGM_SOFT_MMU_BAD_HPA:
             return -EIO; /* a shadow entry points at no backend page: pgm_audit says why */
         case PGM_SOFT_MMU_NESTED_FAULT:
@@ -323,24 +327,7 @@ pgm_soft_access(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, void *buf
         }
         /* SHADOW_FINISH: libpgm makes the access on guest-physical memory. */
         __atomic_fetch_add(&vm->shadow->emulations, 1, __ATOMIC_RELAXED);
-        /* Writes to shadowed guest tables keep the shadows coherent in the
-         * physical layer (src/phys.c). */
-        struct direct_ctx d = { vcpu, w.gva, w.gpa, buf, size, write };
-        rc = finish_direct(&d);
-        if (rc == PGM_RC_HANDLER_EXIT) {
-            out->result = PGM_FAULT_EXIT;
-            out->exit_reason = PGM_EXIT_HANDLER;
-            out->exit_gpa = w.gpa;
-            out->exit_size = (uint32_t)size;
-            out->exit_write = write;
-            if (write)
-                memcpy(out->exit_data, buf, size < 16 ? size : 16);
-            return 0;
-        }
-        if (rc < 0 && rc != -ENODEV)
-            return rc;
-        out->result = PGM_FAULT_RESUME;
-        return 0;
+        return finish_direct(vcpu, w.gva, w.gpa, buf, size, write, out);
     }
     return -ELOOP;
 }

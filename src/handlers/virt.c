@@ -328,32 +328,36 @@ pgm_virt_covers(const struct pgm_vcpu *vcpu, pgm_gva_t gva)
            find_covering(vcpu, gva, false) != NULL;
 }
 
-void
-pgm_virt_range_added(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size)
+/* Count (@add) or forget the counts of the associations pointing into
+ * [gpa, gpa + size): a RAM/ROM range appears or goes. VM lock held. */
+static void
+range_changed(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size, bool add)
 {
     struct pgm_virt_map *map = vm->virt.map;
     for (uint32_t i = 0; i < map->count; i++) {
         struct pgm_virt_h *h = map->h[i];
         for (uint64_t k = 0; k < h->npages; k++) {
             struct pgm_virt_page *p = &h->pages[k];
-            if (p->gpa != PGM_GPA_NONE && p->gpa - gpa < size)
+            if (p->gpa == PGM_GPA_NONE || p->gpa - gpa >= size)
+                continue;
+            if (add)
                 count_page(vm, h, p);
+            else
+                p->counted = false; /* the descriptors go with the range */
         }
     }
 }
 
 void
+pgm_virt_range_added(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size)
+{
+    range_changed(vm, gpa, size, true);
+}
+
+void
 pgm_virt_range_removed(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size)
 {
-    struct pgm_virt_map *map = vm->virt.map;
-    for (uint32_t i = 0; i < map->count; i++) {
-        struct pgm_virt_h *h = map->h[i];
-        for (uint64_t k = 0; k < h->npages; k++) {
-            struct pgm_virt_page *p = &h->pages[k];
-            if (p->gpa != PGM_GPA_NONE && p->gpa - gpa < size)
-                p->counted = false; /* the descriptors go with the range */
-        }
-    }
+    range_changed(vm, gpa, size, false);
 }
 
 /* ---- dispatch -------------------------------------------------------------- */

@@ -105,4 +105,20 @@ get32(struct fixture *f, uint64_t gpa)
     return v;
 }
 
+/* pgm_audit: fail the test with its message on a violation. */
+static inline void
+fixture_audit_vm(struct pgm_vm *vm)
+{
+    char msg[256];
+    if (pgm_audit(vm, msg, sizeof(msg)) != 0)
+        fail_msg("audit: %s", msg);
+}
+
+/* Write one 64-bit value to guest-physical memory (through handlers). */
+static inline void
+fixture_put64(struct pgm_vm *vm, uint64_t gpa, uint64_t v)
+{
+    assert_int_equal(pgm_phys_write(vm, gpa, &v, 8), 0);
+}
+
 #endif /* PGM_TESTS_UNIT_FIXTURE_H */

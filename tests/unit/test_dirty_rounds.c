@@ -64,7 +64,7 @@ audit(struct env *e)
 static void
 put(struct env *e, uint64_t gpa, uint64_t v)
 {
-    assert_int_equal(pgm_phys_write(e->vm, gpa, &v, 8), 0);
+    fixture_put64(e->vm, gpa, v);
 }
 
 static uint64_t

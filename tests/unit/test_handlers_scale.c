@@ -42,15 +42,13 @@ struct env {
 static void
 audit(struct env *e)
 {
-    char msg[256];
-    if (pgm_audit(e->vm, msg, sizeof(msg)) != 0)
-        fail_msg("audit: %s", msg);
+    fixture_audit_vm(e->vm);
 }
 
 static void
 put(struct env *e, uint64_t gpa, uint64_t v)
 {
-    assert_int_equal(pgm_phys_write(e->vm, gpa, &v, 8), 0);
+    fixture_put64(e->vm, gpa, v);
 }
 
 static uint64_t
