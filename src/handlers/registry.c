@@ -299,14 +299,6 @@ pgm_handler_rearm_page_locked(struct pgm_vm *vm, pgm_gpa_t gpa)
     set_temp_off(vm, gpa, false);
 }
 
-void
-pgm_handler_rearm_page(struct pgm_vm *vm, pgm_gpa_t gpa)
-{
-    pgm_vm_lock(vm);
-    set_temp_off(vm, gpa, false);
-    pgm_vm_unlock(vm);
-}
-
 PGM_API int
 pgm_handler_reset(struct pgm_vm *vm, pgm_gpa_t gpa)
 {

@@ -51,9 +51,8 @@ bool pgm_handlers_overlap(struct pgm_vm *vm, pgm_gpa_t gpa, uint64_t size);
  */
 void pgm_handler_reflect_page(struct pgm_vm *vm, pgm_gpa_t gpa);
 
-/* Clear the temp-off mark of one RAM/ROM page (takes the VM lock). */
-void pgm_handler_rearm_page(struct pgm_vm *vm, pgm_gpa_t gpa);
-/* The same with the VM lock held (a batch: one nested flush at unlock). */
+/* Clear the temp-off mark of one RAM/ROM page. VM lock held (callers batch
+ * pages under one lock: one nested flush at unlock). */
 void pgm_handler_rearm_page_locked(struct pgm_vm *vm, pgm_gpa_t gpa);
 
 /*
