@@ -73,6 +73,15 @@ check_config(const struct pgm_vm_config *cfg)
     return 0;
 }
 
+/* A full TLB flush request for every vCPU. */
+static void
+flush_all_vcpus(struct pgm_vm *vm)
+{
+    struct pgm_flush_req req = { .scope = PGM_FLUSH_ALL };
+    for (unsigned i = 0; vm->be->flush && i < vm->vcpu_count; i++)
+        vm->be->flush(vm->be_ctx, i, &req);
+}
+
 PGM_API int
 pgm_vm_create(const struct pgm_vm_config *cfg, struct pgm_vm **out)
 {
@@ -124,6 +133,15 @@ pgm_vm_create(const struct pgm_vm_config *cfg, struct pgm_vm **out)
         v->bops = pgm_both_ops_for(cfg->paging, PGM_MODE_REAL);
         pgm_vcpu_refresh_walk_ctx(v);
     }
+    /*
+     * A vCPU id may have run another VM on this backend, whose cached
+     * translations point at host pages that are free now (or recycled as
+     * this VM's tables): nothing may be used before a full flush, as a
+     * hypervisor flushes a VPID / ASID it hands to a new VM. (The nested
+     * engine flushes at its own creation.)
+     */
+    if (shadow)
+        flush_all_vcpus(vm);
     *out = vm;
     return 0;
 }
@@ -133,6 +151,9 @@ pgm_vm_destroy(struct pgm_vm *vm)
 {
     if (!vm)
         return;
+    /* No translation through the shadow tables may outlive them. */
+    if (vm->shadow && vm->vcpus)
+        flush_all_vcpus(vm);
     if (vm->shadow) {
         for (unsigned i = 0; vm->vcpus && i < vm->vcpu_count; i++)
             pgm_shadow_drop_root(&vm->vcpus[i]);

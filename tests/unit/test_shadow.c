@@ -613,6 +613,44 @@ test_large_alias_dirty(void **state)
     assert_true(peek(e, 0x600100) == 3);
 }
 
+/*
+ * A new VM on a backend whose vCPU 0 ran another VM: translations that VM
+ * left in the (soft) TLB point at freed host pages and must be flushed
+ * before the new VM runs, also when it starts in real mode, where no mode
+ * change would flush.
+ */
+static void
+test_new_vm_on_used_backend(void **state)
+{
+    (void)state;
+    struct pgm_soft_backend *sb;
+    assert_int_equal(pgm_soft_backend_create(1u << 12, &sb), 0);
+    for (unsigned round = 0; round < 3; round++) {
+        struct pgm_vm_config cfg;
+        pgm_vm_config_init(&cfg);
+        cfg.paging = PGM_PAGING_SHADOW_AMD64;
+        cfg.backend = pgm_soft_backend_ops();
+        cfg.backend_ctx = sb;
+        struct pgm_vm *vm;
+        assert_int_equal(pgm_vm_create(&cfg, &vm), 0);
+        assert_int_equal(pgm_phys_add_ram(vm, 0, 1u << 20), 0);
+        struct pgm_vcpu *vcpu = pgm_vcpu_get(vm, 0);
+        /* Real mode: the identity map; the page gets a fresh host page each round. */
+        uint64_t v = 0x1234 + round, back = 0;
+        struct pgm_fault_out out;
+        assert_int_equal(pgm_soft_access(vcpu, 0x5000, PGM_ACCESS_WRITE, &v, 8, &out), 0);
+        assert_int_equal(out.result, PGM_FAULT_RESUME);
+        assert_int_equal(pgm_soft_access(vcpu, 0x5000, PGM_ACCESS_READ, &back, 8, &out), 0);
+        assert_true(back == v);
+        assert_int_equal(pgm_phys_read(vm, 0x5000, &back, 8), 0);
+        assert_true(back == v);
+        fixture_audit_vm(vm);
+        pgm_vm_destroy(vm);
+    }
+    assert_int_equal(pgm_soft_backend_pages_in_use(sb), 0);
+    pgm_soft_backend_destroy(sb);
+}
+
 int
 main(void)
 {
@@ -623,6 +661,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         T(test_read_write_and_ad),
         T(test_large_alias_dirty),
+        cmocka_unit_test(test_new_vm_on_used_backend),
         T(test_guest_faults),
         TM(test_monitored_pte_write),
         T(test_unsync),
