@@ -132,10 +132,13 @@ PGM_API int pgm_nested_info_from_event(const struct pgm_hwvirt_event *ev,
  *                exit_gpa, exit_write (exit_size 0: unknown) and, with a
  *                valid GVA in @p info, `address` = that GVA
  * @param out     the outcome: RESUME, EMULATED, EXIT or INJECT
+ * A @p gpa beyond what the nested walk covers (2^48 with 4 levels, 2^57
+ * with 5) is never mapped: the access is finished by emulation (or EXIT
+ * with PGM_EXIT_EMULATE without @p regs), on unassigned space unless RAM
+ * was placed there.
  * @return 0 with the outcome in @p out; -EINVAL (NULL @p vcpu / @p out, not
- *         a nested-paging VM, unknown access bits, @p gpa beyond what the
- *         nested walk covers: 2^48 with 4 levels, 2^57 with 5); -ENOMEM (a table or page could not be allocated:
- *         nothing changed, the call may be retried)
+ *         a nested-paging VM, unknown access bits); -ENOMEM (a table or page
+ *         could not be allocated: nothing changed, the call may be retried)
  */
 PGM_API int pgm_nested_fault(struct pgm_vcpu *vcpu, pgm_gpa_t gpa, uint32_t access,
                              const struct pgm_nested_fault_info *info, struct pgm_regs *regs,

@@ -188,6 +188,7 @@ soft_access_nested(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, void *
     /* Each nested fault maps something (or says why not): a few per access -
      * the guest's tables, its A/D updates (two rounds each when a handler
      * must see them), the final page. */
+    unsigned rewrote = 0; /* guest-walk writes handed to the handlers (once) */
     for (unsigned attempt = 0; attempt < 32; attempt++) {
         int rc = load_nested_state(vcpu);
         if (rc < 0)
@@ -232,7 +233,7 @@ soft_access_nested(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, void *
         if (fo.result == PGM_FAULT_RESUME)
             continue;
         if (fo.result == PGM_FAULT_EXIT && fo.exit_reason == PGM_EXIT_EMULATE && r.guest_walk &&
-            (r.nested_access & PGM_ACCESS_WRITE)) {
+            (r.nested_access & PGM_ACCESS_WRITE) && !rewrote++) {
             /*
              * The CPU's own write to a guest paging-structure entry (an A/D
              * update, or a table access EPT A/D / NPT count as a write) hit a
@@ -260,6 +261,28 @@ soft_access_nested(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, void *
              * (through the physical handlers), as the shadow path does.
              */
             return finish_direct(vcpu, gva, r.gpa, buf, size, write, out);
+        }
+        if (fo.result == PGM_FAULT_EXIT && fo.exit_reason == PGM_EXIT_EMULATE && r.guest_walk) {
+            /*
+             * The guest's own walk reads a table no nested entry can map
+             * (unassigned space, a GPA beyond the nested walk), or its A/D
+             * update still needs libpgm after the rewrite above: an
+             * emulator would walk in software, reading and updating the
+             * tables through the physical layer. So does the soft CPU,
+             * then makes the access.
+             */
+            struct pgm_walk w;
+            rc = pgm_walk(vcpu, gva, access, &w);
+            if (rc < 0)
+                return rc;
+            if (w.status != PGM_WALK_OK) {
+                out->result = PGM_FAULT_INJECT;
+                out->vector = w.status == PGM_WALK_GP ? 13 : 14;
+                out->error_code = w.status == PGM_WALK_GP ? 0 : w.error_code;
+                out->address = w.status == PGM_WALK_GP ? 0 : gva;
+                return 0;
+            }
+            return finish_direct(vcpu, gva, w.gpa, buf, size, write, out);
         }
         *out = fo; /* INJECT, EMULATED, other exits: the caller's */
         return 0;

@@ -117,15 +117,21 @@ pgm_nested_fault(struct pgm_vcpu *vcpu, pgm_gpa_t gpa, uint32_t access,
         return -EINVAL;
     struct pgm_vm *vm = vcpu->vm;
     struct pgm_nested *n = vm->nested;
-    /*
-     * The hardware reports GPAs its walk length covers (48 bits for 4
-     * levels); beyond that an index would alias a lower GPA's entry. A GPA
-     * above the guest's CPUID MAXPHYADDR is possible (the CPU checks guest
-     * entries against the host width) and is simply unassigned space.
-     */
-    if (!pgm_nested_reaches(n, gpa))
-        return -EINVAL;
     memset(out, 0, sizeof(*out));
+    /*
+     * A GPA beyond the walk length (48 bits with 4 levels) cannot be mapped:
+     * its index would alias a lower GPA's entry, and the CPU walks only the
+     * low bits. A guest reaches one when its entries are checked against a
+     * wider host MAXPHYADDR than the nested table covers; as KVM does with a
+     * GFN beyond its MMU, treat it as memory no table maps: the access is
+     * finished by emulation on the physical layer (unassigned space reads
+     * all-ones, drops writes). A GPA above the guest's CPUID MAXPHYADDR but
+     * within reach is likewise unassigned space.
+     */
+    if (!pgm_nested_reaches(n, gpa)) {
+        __atomic_fetch_add(&n->c.faults, 1, __ATOMIC_RELAXED);
+        return finish(vcpu, gpa, access, info, regs, out);
+    }
     struct nested_target tgt;
 
     /*

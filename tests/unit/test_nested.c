@@ -184,7 +184,10 @@ first_touch(enum pgm_paging_hw fmt, bool blocks)
     /* Bad arguments. */
     assert_int_equal(pgm_nested_fault(e.vcpu, gpa, PGM_ACCESS_WRITE | PGM_ACCESS_FETCH, NULL,
                                       NULL, &e.out), -EINVAL);
-    assert_int_equal(pgm_nested_fault(e.vcpu, 1ull << 48, 0, NULL, NULL, &e.out), -EINVAL);
+    /* Beyond the walk's reach: nothing can map it; emulation must finish it. */
+    assert_int_equal(pgm_nested_fault(e.vcpu, 1ull << 48, 0, NULL, NULL, &e.out), 0);
+    assert_true(e.out.result == PGM_FAULT_EXIT && e.out.exit_reason == PGM_EXIT_EMULATE &&
+                e.out.exit_gpa == 1ull << 48 && !e.out.exit_write);
     assert_int_equal(pgm_nested_fault(e.vcpu, gpa, 0, NULL, NULL, NULL), -EINVAL);
     nenv_destroy(&e);
 }
@@ -449,7 +452,8 @@ test_five_levels(void **state)
         assert_int_equal(hw_access(&e, high + 0x3000, true, &v, false), PGM_FAULT_RESUME);
         assert_int_equal(hw_walk(&e, high + 0x3000, PGM_ACCESS_WRITE).res, HW_OK);
         assert_int_equal(nstats(&e).nested_table_pages, 5);
-        assert_int_equal(pgm_nested_fault(e.vcpu, 1ull << 57, 0, NULL, NULL, &e.out), -EINVAL);
+        assert_int_equal(pgm_nested_fault(e.vcpu, 1ull << 57, 0, NULL, NULL, &e.out), 0);
+        assert_true(e.out.result == PGM_FAULT_EXIT && e.out.exit_reason == PGM_EXIT_EMULATE);
         uint32_t back;
         assert_int_equal(pgm_phys_read(e.vm, high + 0x3000, &back, 4), 0);
         assert_int_equal(back, 0x55aa);
@@ -467,7 +471,8 @@ test_five_levels(void **state)
     }
 }
 
-/* RAM beyond a 4-level walk's reach: refused, and its changes never touch low entries. */
+/* RAM beyond a 4-level walk's reach: never mapped (its faults are finished by
+ * emulation), and its changes never touch low entries. */
 static void
 test_beyond_reach(void **state)
 {
@@ -478,7 +483,10 @@ test_beyond_reach(void **state)
     assert_int_equal(pgm_phys_add_ram(e.vm, far, 1ull << 20), 0);
     uint32_t v = 3;
     assert_int_equal(hw_access(&e, 0x0, true, &v, false), PGM_FAULT_RESUME);
-    assert_int_equal(pgm_nested_fault(e.vcpu, far, PGM_ACCESS_WRITE, NULL, NULL, &e.out), -EINVAL);
+    assert_int_equal(pgm_nested_fault(e.vcpu, far, PGM_ACCESS_WRITE, NULL, NULL, &e.out), 0);
+    assert_true(e.out.result == PGM_FAULT_EXIT && e.out.exit_reason == PGM_EXIT_EMULATE &&
+                e.out.exit_gpa == far && e.out.exit_write);
+    assert_true(hw_walk(&e, 0x0, PGM_ACCESS_WRITE).writable); /* GPA 0's leaf kept */
     struct pgm_phys_handler h = { .kind = PGM_HANDLER_WRITE, .gpa = far, .size = 0x1000,
                                   .fn = (pgm_phys_handler_fn)(void (*)(void))abort };
     assert_int_equal(pgm_handler_register(e.vm, &h), 0);
