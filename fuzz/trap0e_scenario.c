@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * trap0e scenario: random guest tables and operation sequences run through
- * the shadow engine (PGM_PAGING_SHADOW_AMD64) on the soft backend, whose
+ * the shadow engine (PGM_PAGING_SHADOW_AMD64), or the nested engine, on the
+ * soft backend, whose
  * MMU is the CPU, in every guest mode (IA-32e 4/5-level, PAE, 32-bit,
  * protected and real mode without paging) with changes among them.
  * Shared by fuzz_trap0e and fuzz_alloc.
@@ -14,7 +15,10 @@
  *          bits 3:2 flood threshold (default, 1, 2, 8); bits 5:4 when the
  *          initial mode (byte 15) is not IA-32e: host paging 4-level, PAE,
  *          32-bit, 4-level (an IA-32e state is then loaded, checked to give
- *          -EOPNOTSUPP, and the previous state restored)
+ *          -EOPNOTSUPP, and the previous state restored); bits 7:6: 1 EPT,
+ *          2 NPT - the nested engine in every mode, the guest's TLB
+ *          maintenance made by the soft MMU itself (env TRAP0E_NESTED=1|2
+ *          forces it for every input)
  *   6      self-map slot in every root: 256 + byte (510 if that gives 511)
  *   7..10  seed of the base tables
  *   11     number of table records (mod 32)
@@ -244,6 +248,8 @@ struct run {
     unsigned nhist;
     /* handlers */
     bool legacy_host; /* SHADOW_32 / SHADOW_PAE: no IA-32e guests */
+    bool nested;      /* EPT / NPT: the soft MMU walks the guest's own tables */
+    bool npt;         /* NPT: PAE PDPTEs are read at every walk, not latched */
     bool wh_on;
     uint64_t wh_gpa, wh_calls;
     bool dl_on;
@@ -253,6 +259,29 @@ struct run {
 };
 
 static struct pgm_soft_backend *backend;
+
+/*
+ * On EPT / NPT the guest's TLB maintenance does not exit: the CPU (the soft
+ * MMU, vCPU 0) drops its own linear and combined mappings, never the
+ * guest-physical ones (only libpgm's INVEPT-scope flushes do). libpgm is
+ * still told, as an embedder that intercepts them would.
+ */
+static void
+cpu_flush(const struct run *r, enum pgm_flush_scope scope, uint64_t va)
+{
+    if (!r->nested)
+        return;
+    struct pgm_flush_req req = { .scope = scope, .addr = va };
+    pgm_soft_mmu_guest_flush(backend, 0, &req);
+}
+
+/* MOV CR3 or a CR0 / CR4 load: a PAE guest's PDPTEs are read again. */
+static void
+cpu_cr3_load(const struct run *r)
+{
+    if (r->nested)
+        pgm_soft_mmu_guest_cr3_load(backend, 0);
+}
 
 /* TRAP0E_STATS=1: print what each input reached (outcomes, pool activity). */
 static struct {
@@ -394,6 +423,7 @@ hist_add(struct run *r, uint64_t va, const struct pgm_walk *w, bool pge)
         /* Too much to remember: do what an OS could, flush everything. */
         if (pgm_flush_tlb(r->vcpu, true) != 0)
             fail("pgm_flush_tlb failed");
+        cpu_flush(r, PGM_FLUSH_ALL, 0);
         r->nhist = 0;
     }
     r->hist[r->nhist++] = (struct hist){ va >> 12, w->gpa >> 12, w->rights, w->global && pge };
@@ -505,14 +535,17 @@ os_flush(struct run *r, unsigned how, uint64_t va)
         return;
     case 1:
         rc = pgm_invlpg(r->vcpu, va);
+        cpu_flush(r, PGM_FLUSH_GVA, va);
         hist_drop_va(r, va);
         break;
     case 2:
         rc = pgm_flush_tlb(r->vcpu, false);
+        cpu_flush(r, PGM_FLUSH_NONGLOBAL, 0);
         hist_clear(r, true);
         break;
     case 3:
         rc = pgm_flush_tlb(r->vcpu, true);
+        cpu_flush(r, PGM_FLUSH_ALL, 0);
         hist_clear(r, false);
         break;
     }
@@ -540,6 +573,28 @@ do_access(struct run *r, uint64_t va, uint32_t access, size_t size, uint64_t val
     bool write = access & PGM_ACCESS_WRITE;
     if ((va & 0xfff) + size > 4096)
         va -= size;
+    if (r->npt && pgm_guest_mode(r->vcpu) == PGM_MODE_PAE) {
+        /*
+         * Under NPT the CPU reads a PAE guest's PDPTEs at every walk (no
+         * latch), libpgm's walker uses the ones latched at the last CR3 load
+         * (docs/soft-mmu.md): a guest that reloads CR3 after every write
+         * sees no difference. The reload flushes the non-global TLB.
+         */
+        struct pgm_cpu_state st;
+        pgm_get_cpu_state(r->vcpu, &st);
+        int lrc = pgm_sync_cr3(r->vcpu, st.cr3);
+        cpu_flush(r, PGM_FLUSH_NONGLOBAL, 0);
+        hist_clear(r, true);
+        if (lrc != 0) {
+            /*
+             * A PDPTE with reserved bits: MOV CR3 raises #GP and libpgm's
+             * walker keeps its latch, while the NPT walk reads the invalid
+             * entry itself. No common answer to check against: skip.
+             */
+            audit(r, "access skipped (invalid PDPT under NPT)");
+            return;
+        }
+    }
     memcpy(buf, &value, 8);
     memcpy(orig, buf, 8);
     struct pgm_walk w;
@@ -594,13 +649,23 @@ do_access(struct run *r, uint64_t va, uint32_t access, size_t size, uint64_t val
         if (out.result != PGM_FAULT_INJECT || out.vector != 13)
             fail("non-canonical access not refused with #GP");
     } else if (out.result == PGM_FAULT_INJECT) {
-        if (w.status != PGM_WALK_PAGE_FAULT || out.vector != 14 ||
-            out.error_code != w.error_code || out.address != va) {
+        /*
+         * On EPT / NPT the guest sees the CPU's own #PF: with a translation
+         * remembered since the last flush (not strict), a TLB may still hold
+         * a narrower one and fault spuriously on a protection check, as the
+         * SDM allows after a PTE was widened without INVLPG.
+         */
+        bool spurious = r->nested && !strict && out.vector == 14 && out.address == va &&
+                        (out.error_code & PGM_PFEC_P);
+        if (!spurious && (w.status != PGM_WALK_PAGE_FAULT || out.vector != 14 ||
+                          out.error_code != w.error_code || out.address != va)) {
             fprintf(stderr,
                     "trap0e: %s: libpgm injected vector %u error %#x cr2 %#llx; walk status "
-                    "%d error %#x\n",
+                    "%d error %#x (mode %s, %s)\n",
                     what, out.vector, out.error_code, (unsigned long long)out.address, w.status,
-                    w.error_code);
+                    w.error_code, pgm_guest_mode_name(pgm_guest_mode(r->vcpu)),
+                    strict ? "strict" : "stale allowed");
+            dump_walk("walk before", &w);
             abort();
         }
     } else if (out.result != PGM_FAULT_RESUME) {
@@ -747,8 +812,11 @@ set_state(struct run *r, unsigned ctl, unsigned mode, unsigned root, bool guest_
             fail("the state before an IA-32e load could not be restored");
         }
     }
-    if (api_ok(r, rc, "pgm_set_cpu_state") || rc < 0)
+    if (api_ok(r, rc, "pgm_set_cpu_state") || rc < 0) {
         hist_clear(r, false); /* a state load flushes the vCPU's whole TLB */
+        cpu_flush(r, PGM_FLUSH_ALL, 0);
+        cpu_cr3_load(r);
+    }
     return rc;
 }
 
@@ -1136,7 +1204,25 @@ trap0e_run(const uint8_t *data, size_t size, const struct trap0e_opts *opts)
         cfg.paging = PGM_PAGING_SHADOW_PAE;
     else if (smode != 0 && ((poolb >> 4) & 3) == 2)
         cfg.paging = PGM_PAGING_SHADOW_32;
-    r->legacy_host = cfg.paging != PGM_PAGING_SHADOW_AMD64;
+    /* byte 5 bits 7:6: 1 EPT, 2 NPT - the nested engine instead (any mode) */
+    const char *force = getenv("TRAP0E_NESTED");
+    unsigned nest = force ? (unsigned)atoi(force) : (poolb >> 6) & 3;
+    if (nest == 1 || nest == 2)
+        cfg.paging = nest == 1 ? PGM_PAGING_EPT : PGM_PAGING_NPT;
+    r->nested = cfg.paging == PGM_PAGING_EPT || cfg.paging == PGM_PAGING_NPT;
+    r->npt = cfg.paging == PGM_PAGING_NPT;
+    /*
+     * Hardware checks guest entries against the host's MAXPHYADDR and walks
+     * 4-level nested tables with GPA bits 47:0: a guest given more address
+     * bits than that would alias (docs/nested.md). A consistent VMM gives
+     * it the host's width, here the nested default.
+     */
+    if (r->nested) {
+        struct pgm_nested_config nc;
+        pgm_nested_config_init(&nc);
+        cfg.features.maxphyaddr = nc.host_maxphyaddr;
+    }
+    r->legacy_host = cfg.paging == PGM_PAGING_SHADOW_PAE || cfg.paging == PGM_PAGING_SHADOW_32;
     cfg.backend = pgm_soft_backend_ops();
     cfg.backend_ctx = backend;
     const uint32_t pools[4] = { 1, 96, 160, 0 };
@@ -1255,8 +1341,12 @@ trap0e_run(const uint8_t *data, size_t size, const struct trap0e_opts *opts)
                 if ((a1 & 1) && ia32e(r))
                     fail("a CR3 with bit 62 set loaded in IA-32e mode");
                 hist_clear(r, true);
+                cpu_flush(r, PGM_FLUSH_NONGLOBAL, 0);
+                cpu_cr3_load(r);
             } else {
                 hist_clear(r, false); /* failed half-way: assume anything */
+                cpu_flush(r, PGM_FLUSH_ALL, 0); /* the guest's MOV CR3 happened */
+                cpu_cr3_load(r);
             }
             after_op(r, "sync_cr3");
             break;
@@ -1264,12 +1354,14 @@ trap0e_run(const uint8_t *data, size_t size, const struct trap0e_opts *opts)
         case 3: { /* INVLPG */
             uint64_t va = va_of(r, sel);
             api_ok(r, pgm_invlpg(r->vcpu, va), "pgm_invlpg");
+            cpu_flush(r, PGM_FLUSH_GVA, va);
             hist_drop_va(r, va);
             after_op(r, "invlpg");
             break;
         }
         case 4:
             api_ok(r, pgm_flush_tlb(r->vcpu, a0 & 1), "pgm_flush_tlb");
+            cpu_flush(r, (a0 & 1) ? PGM_FLUSH_ALL : PGM_FLUSH_NONGLOBAL, 0);
             hist_clear(r, !(a0 & 1));
             after_op(r, "flush_tlb");
             break;
@@ -1310,7 +1402,7 @@ trap0e_run(const uint8_t *data, size_t size, const struct trap0e_opts *opts)
             struct pgm_cpu_state st;
             pgm_get_cpu_state(r->vcpu, &st);
             uint64_t cr3 = (a2 & 1) ? st.cr3 : (uint64_t)((a2 >> 1) % NROOTS) << 12;
-            t0v_op(r->vm, a0, a1, va_of(r, sel), cr3, opts->inject_failures);
+            t0v_op(r->vm, a0, a1, va_of(r, sel), cr3, opts->inject_failures, r->nested);
             after_op(r, "virtual handler op");
             break;
         }

@@ -106,7 +106,8 @@ t0v_begin(struct pgm_vm *vm)
 }
 
 void
-t0v_op(struct pgm_vm *vm, unsigned a0, unsigned a1, uint64_t va, uint64_t cr3, bool may_fail)
+t0v_op(struct pgm_vm *vm, unsigned a0, unsigned a1, uint64_t va, uint64_t cr3, bool may_fail,
+       bool nested)
 {
     struct slot *s = &slots[a1 % SLOTS];
     if (a0 % 4 == 3 || s->live) {
@@ -138,12 +139,14 @@ t0v_op(struct pgm_vm *vm, unsigned a0, unsigned a1, uint64_t va, uint64_t cr3, b
             o->gva < n.gva + n.size && n.gva < o->gva + o->size)
             overlaps = true;
     }
+    if (rc == 0 && nested)
+        t0v_fail("a virtual handler was registered on a nested-paging VM");
     if (rc == 0 && !overlaps) {
         tally.registered++;
         return;
     }
     s->live = false;
-    if ((rc == -EEXIST && overlaps) || (rc == -ENOMEM && may_fail) ||
+    if ((rc == -EOPNOTSUPP && nested) || (rc == -EEXIST && overlaps) || (rc == -ENOMEM && may_fail) ||
         (rc == -EINVAL && n.gva + n.size - 1 < n.gva)) {
         tally.refused++;
         return;

@@ -25,10 +25,11 @@ void t0v_begin(struct pgm_vm *vm);
  * deregister; slot a1 % 4; the range starts at @p va's page and spans
  * 1 + (a1 >> 2 & 3) pages; its address space is @p cr3 (the caller's
  * choice: the vCPU's, or another root). @p may_fail: allocation failures
- * are injected (-ENOMEM is then an allowed result).
+ * are injected (-ENOMEM is then an allowed result). @p nested: an EPT / NPT
+ * VM, where registration must be refused with -EOPNOTSUPP.
  */
 void t0v_op(struct pgm_vm *vm, unsigned a0, unsigned a1, uint64_t va, uint64_t cr3,
-            bool may_fail);
+            bool may_fail, bool nested);
 
 /* TRAP0E_STATS: print (and reset) what the operations reached. */
 void t0v_print_stats(void);
