@@ -27,6 +27,8 @@
 
 #include "pgm/pgm.h"
 
+#include "bench_util.h"
+
 static void
 count_load(void *ctx, unsigned vcpu, pgm_hpa_t root)
 {
@@ -37,23 +39,6 @@ static void
 count_flush(void *ctx, unsigned vcpu, const struct pgm_flush_req *req)
 {
     (void)ctx, (void)vcpu, (void)req;
-}
-
-static double
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static void
-put(struct pgm_vm *vm, uint64_t gpa, uint64_t v)
-{
-    if (pgm_phys_write(vm, gpa, &v, 8) != 0) {
-        fprintf(stderr, "setup write at %#llx failed\n", (unsigned long long)gpa);
-        exit(1);
-    }
 }
 
 static void

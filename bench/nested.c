@@ -37,6 +37,8 @@
 
 #include "pgm/pgm.h"
 
+#include "bench_util.h"
+
 static uint64_t flushes;
 
 static void
@@ -46,14 +48,6 @@ count_flush(void *ctx, unsigned vcpu, const struct pgm_flush_req *req)
     (void)vcpu;
     (void)req;
     flushes++;
-}
-
-static double
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
 static void
@@ -81,13 +75,6 @@ make_vm(struct pgm_soft_backend *sb, enum pgm_paging_hw fmt, uint32_t flags)
     if (pgm_vm_create(&cfg, &vm) < 0)
         die("pgm_vm_create");
     return vm;
-}
-
-static void
-put(struct pgm_vm *vm, uint64_t gpa, uint64_t v)
-{
-    if (pgm_phys_write(vm, gpa, &v, 8) < 0)
-        die("pgm_phys_write");
 }
 
 /* Baseline: ns per pgm_walk of a mapped guest address (4-level, hot). */

@@ -25,6 +25,8 @@
 
 #include "pgm/pgm.h"
 
+#include "bench_util.h"
+
 #define BLK_PAGES (1ull << 14) /* 64 MiB of host address space */
 #define RAM_OFF   0x1000000ull /* guest-physical page g lives at block + 16 MiB + g */
 #define NPAGES    16           /* distinct linear pages walked round robin */
@@ -35,14 +37,6 @@ struct bench {
     pgm_hpa_t B;
     uint8_t *P;
 };
-
-static double
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
 
 static uint64_t *
 at(struct bench *b, pgm_hpa_t hpa)

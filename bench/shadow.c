@@ -30,6 +30,8 @@
 
 #include "pgm/pgm.h"
 
+#include "bench_util.h"
+
 static uint64_t loads, flushes;
 
 static void
@@ -48,20 +50,6 @@ count_flush(void *ctx, unsigned vcpu, const struct pgm_flush_req *req)
     (void)vcpu;
     (void)req;
     flushes++;
-}
-
-static double
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static void
-put(struct pgm_vm *vm, uint64_t gpa, uint64_t v)
-{
-    pgm_phys_write(vm, gpa, &v, 8);
 }
 
 #define PML4A 0x1000u

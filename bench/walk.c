@@ -21,6 +21,8 @@
 
 #include "pgm/pgm.h"
 
+#include "bench_util.h"
+
 #define RAM_SIZE   (8u << 20)
 #define NPAGES     64          /* distinct VAs walked round-robin: all cache-hot */
 
@@ -38,14 +40,6 @@ static const struct mode_setup modes[] = {
     { "amd64 4K", PGM_MODE_AMD64, 4, 8, 9 },
     { "la57 4K", PGM_MODE_LA57, 5, 8, 9 },
 };
-
-static double
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
 
 static unsigned
 shift_of(const struct mode_setup *m, unsigned level)
