@@ -220,7 +220,8 @@ resolve_page(struct pgm_vm *vm, struct pgm_virt_h *h, uint64_t idx)
         memcpy(p->path, path, sizeof(path));
     }
     bool was_resolved = p->resolved;
-    p->resolved = h->have_ctx;
+    /* Read without the lock by pgm_virt_check_fault(), like gpa. */
+    __atomic_store_n(&p->resolved, h->have_ctx, __ATOMIC_RELAXED);
     if (gpa == p->gpa)
         return;
     pgm_gpa_t old = p->gpa;
