@@ -137,10 +137,11 @@ pgm_vm_create(const struct pgm_vm_config *cfg, struct pgm_vm **out)
      * A vCPU id may have run another VM on this backend, whose cached
      * translations point at host pages that are free now (or recycled as
      * this VM's tables): nothing may be used before a full flush, as a
-     * hypervisor flushes a VPID / ASID it hands to a new VM. (The nested
-     * engine flushes at its own creation.)
+     * hypervisor flushes a VPID / ASID it hands to a new VM; for nested
+     * paging the root's page may also be tagged in cached translations of
+     * an earlier tree (KVM flushes a newly loaded root).
      */
-    if (shadow)
+    if (vm->shadow || vm->nested)
         flush_all_vcpus(vm);
     *out = vm;
     return 0;
@@ -151,8 +152,8 @@ pgm_vm_destroy(struct pgm_vm *vm)
 {
     if (!vm)
         return;
-    /* No translation through the shadow tables may outlive them. */
-    if (vm->shadow && vm->vcpus)
+    /* No translation through the shadow or nested tables may outlive them. */
+    if ((vm->shadow || vm->nested) && vm->vcpus)
         flush_all_vcpus(vm);
     if (vm->shadow) {
         for (unsigned i = 0; vm->vcpus && i < vm->vcpu_count; i++)

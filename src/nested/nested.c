@@ -123,16 +123,6 @@ table_free_tree(struct pgm_vm *vm, struct nested_table *t)
     vm->nested->c.table_pages--;
 }
 
-/* An all-context flush on every vCPU (INVEPT all-context / full ASID flush). */
-static void
-flush_all_vcpus(struct pgm_vm *vm)
-{
-    struct pgm_flush_req req = { .scope = PGM_FLUSH_ALL };
-    for (unsigned i = 0; vm->be->flush && i < vm->vcpu_count; i++)
-        vm->be->flush(vm->be_ctx, i, &req);
-    vm->nested->c.flushes++;
-}
-
 int
 pgm_nested_create(struct pgm_vm *vm)
 {
@@ -150,15 +140,8 @@ pgm_nested_create(struct pgm_vm *vm)
     if (vm->be->alloc_page(vm->be_ctx, &n->zero_hpa, &n->zero_ptr) < 0)
         return -ENOMEM; /* the caller destroys the VM, which frees n */
     n->root = pgm_nested_table_alloc(vm, n->levels, 0);
-    if (!n->root)
-        return -ENOMEM;
-    /*
-     * The root's HPA may be a recycled page that cached translations of an
-     * earlier tree are still tagged with (the EP4TA / nCR3): drop them
-     * before a vCPU first runs on it, as KVM flushes a newly loaded root.
-     */
-    flush_all_vcpus(vm);
-    return 0;
+    /* pgm_vm_create() flushes every vCPU before the tree is first used. */
+    return n->root ? 0 : -ENOMEM;
 }
 
 void
@@ -167,9 +150,7 @@ pgm_nested_destroy(struct pgm_vm *vm)
     struct pgm_nested *n = vm->nested;
     if (!n)
         return;
-    /* No translation through the tables may outlive them. */
-    if (n->root)
-        flush_all_vcpus(vm);
+    /* pgm_vm_destroy() flushed every vCPU: no translation outlives the tree. */
     table_free_tree(vm, n->root);
     while (n->retired) {
         struct nested_table *t = n->retired;
