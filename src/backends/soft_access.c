@@ -111,6 +111,24 @@ translated(const struct pgm_soft_mmu_result *r, void *buf, size_t size, bool wri
     return true;
 }
 
+/*
+ * Load the soft vCPU's hardware state with @load and translate @gva: 1 when
+ * the access is done or raised #GP (@out filled), 0 with the fault in @r,
+ * or a negative errno.
+ */
+static int
+try_translate(struct pgm_vcpu *vcpu, int (*load)(struct pgm_vcpu *), pgm_gva_t gva,
+              uint32_t access, void *buf, size_t size, struct pgm_fault_out *out,
+              struct pgm_soft_mmu_result *r)
+{
+    int rc = load(vcpu);
+    if (rc == 0)
+        rc = pgm_soft_mmu_translate(vcpu->vm->be_ctx, vcpu->id, gva, access, r);
+    if (rc < 0)
+        return rc;
+    return translated(r, buf, size, (access & PGM_ACCESS_WRITE) != 0, out);
+}
+
 /* Give the soft vCPU the guest's own paging state over the VM's nested table. */
 static int
 load_nested_state(struct pgm_vcpu *vcpu)
@@ -190,15 +208,10 @@ soft_access_nested(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, void *
      * must see them), the final page. */
     unsigned rewrote = 0; /* guest-walk writes handed to the handlers (once) */
     for (unsigned attempt = 0; attempt < 32; attempt++) {
-        int rc = load_nested_state(vcpu);
-        if (rc < 0)
-            return rc;
         struct pgm_soft_mmu_result r;
-        rc = pgm_soft_mmu_translate(vm->be_ctx, vcpu->id, gva, access, &r);
-        if (rc < 0)
-            return rc;
-        if (translated(&r, buf, size, write, out))
-            return 0;
+        int rc = try_translate(vcpu, load_nested_state, gva, access, buf, size, out, &r);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
         switch (r.status) {
         case PGM_SOFT_MMU_OK:
         case PGM_SOFT_MMU_GP:
@@ -313,15 +326,10 @@ pgm_soft_access(struct pgm_vcpu *vcpu, pgm_gva_t gva, uint32_t access, void *buf
 
     /* A bounded loop: each fault either resolves or changes the answer. */
     for (unsigned attempt = 0; attempt < 8; attempt++) {
-        int rc = load_hw_state(vcpu);
-        if (rc < 0)
-            return rc;
         struct pgm_soft_mmu_result r;
-        rc = pgm_soft_mmu_translate(vm->be_ctx, vcpu->id, gva, access, &r);
-        if (rc < 0)
-            return rc;
-        if (translated(&r, buf, size, write, out))
-            return 0;
+        int rc = try_translate(vcpu, load_hw_state, gva, access, buf, size, out, &r);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
         switch (r.status) {
         case PGM_SOFT_MMU_OK:
         case PGM_SOFT_MMU_GP:
