@@ -121,4 +121,28 @@ fixture_put64(struct pgm_vm *vm, uint64_t gpa, uint64_t v)
     assert_int_equal(pgm_phys_write(vm, gpa, &v, 8), 0);
 }
 
+/*
+ * End of a shadow test: pgm_audit, destroy @vm, check that it gave every
+ * page back to @sb, destroy @sb.
+ */
+static inline void
+fixture_vm_teardown(struct pgm_vm *vm, struct pgm_soft_backend *sb)
+{
+    fixture_audit_vm(vm);
+    pgm_vm_destroy(vm);
+    assert_int_equal(pgm_soft_backend_pages_in_use(sb), 0);
+    pgm_soft_backend_destroy(sb);
+}
+
+/* One guest access through pgm_soft_access (which must not fail), then pgm_audit. */
+static inline struct pgm_fault_out
+fixture_soft_access(struct pgm_vcpu *vcpu, struct pgm_vm *vm, uint64_t va, uint32_t acc,
+                    void *buf, size_t n)
+{
+    struct pgm_fault_out out;
+    assert_int_equal(pgm_soft_access(vcpu, va, acc, buf, n, &out), 0);
+    fixture_audit_vm(vm);
+    return out;
+}
+
 #endif /* PGM_TESTS_UNIT_FIXTURE_H */

@@ -116,10 +116,7 @@ static int
 teardown(void **state)
 {
     struct env *e = *state;
-    audit(e);
-    pgm_vm_destroy(e->vm);
-    assert_int_equal(pgm_soft_backend_pages_in_use(e->sb), 0);
-    pgm_soft_backend_destroy(e->sb);
+    fixture_vm_teardown(e->vm, e->sb);
     test_free(e);
     return 0;
 }

@@ -263,10 +263,7 @@ test_rounds(void **state)
     print_message("# %u rounds: %u guest writes, %u VMM writes, %u remaps, %u pages reported\n",
                   ROUNDS, e->n_guest_w, e->n_vmm_w, e->n_remap, e->n_reported);
     assert_int_equal(pgm_dirty_log_stop(e->vm, LOG_GPA), 0);
-    audit(e);
-    pgm_vm_destroy(e->vm);
-    assert_int_equal(pgm_soft_backend_pages_in_use(e->sb), 0);
-    pgm_soft_backend_destroy(e->sb);
+    fixture_vm_teardown(e->vm, e->sb);
 }
 
 int

@@ -97,10 +97,7 @@ env_init(struct env *e)
 static void
 env_fini(struct env *e)
 {
-    audit(e);
-    pgm_vm_destroy(e->vm);
-    assert_int_equal(pgm_soft_backend_pages_in_use(e->sb), 0);
-    pgm_soft_backend_destroy(e->sb);
+    fixture_vm_teardown(e->vm, e->sb);
 }
 
 static void

@@ -137,10 +137,7 @@ static int
 env_teardown(void **state)
 {
     struct env *e = *state;
-    audit(e);
-    pgm_vm_destroy(e->vm);
-    assert_int_equal(pgm_soft_backend_pages_in_use(e->sb), 0);
-    pgm_soft_backend_destroy(e->sb);
+    fixture_vm_teardown(e->vm, e->sb);
     test_free(e);
     return 0;
 }
@@ -149,10 +146,7 @@ env_teardown(void **state)
 static struct pgm_fault_out
 access(struct env *e, uint64_t va, uint32_t acc, void *buf, size_t n)
 {
-    struct pgm_fault_out out;
-    assert_int_equal(pgm_soft_access(e->vcpu, va, acc, buf, n, &out), 0);
-    audit(e);
-    return out;
+    return fixture_soft_access(e->vcpu, e->vm, va, acc, buf, n);
 }
 
 static uint64_t
